@@ -1,0 +1,751 @@
+"""Elementwise primitives: arithmetic with broadcasting, math functions, activations, comparisons.
+
+Each class is one primitive; its backward is the derivative written next to the forward.
+``unbroadcast`` sums a gradient back to the shape an operand had before broadcasting.
+"""
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import to_device, xp_of
+from ..tensor import Tensor
+from . import special
+from ._util import as_pair, as_tensor_like, tensor_method, unbroadcast
+
+__all__ = [
+    "add", "sub", "mul", "div", "true_divide", "pow", "neg", "exp", "log", "log1p", "expm1",
+    "sqrt", "rsqrt", "abs", "sign", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu",
+    "leaky_relu", "silu", "gelu", "softplus", "elu", "logsigmoid", "erf", "clamp", "clip", "where",
+    "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "floor", "ceil", "round", "square",
+    "logical_not", "logical_and", "logical_or", "isnan", "isfinite", "log2", "exp2", "lerp",
+    "mish", "hardtanh", "floor_divide", "remainder",
+]
+
+
+def _shape(x):
+    return x.shape if hasattr(x, "shape") else ()
+
+
+# ---------------------------------------------------------------------- casts and moves
+class Cast(Function):
+    saves_inputs = False
+
+    def forward(self, x, dtype):
+        self.src = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return g.astype(self.src) if dtypes.is_floating(self.src) else None
+
+
+class ToDevice(Function):
+    saves_inputs = False
+
+    def forward(self, x, device):
+        from ..backend import device_of
+        self.src = device_of(x)
+        return to_device(x, device)
+
+    def backward(self, g):
+        return to_device(g, self.src)
+
+
+# ---------------------------------------------------------------------- binary arithmetic
+class Add(Function):
+    saves_inputs = False
+
+    def forward(self, a, b):
+        self.sa, self.sb = _shape(a), _shape(b)
+        return a + b
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        return (unbroadcast(g, self.sa) if n[0] else None,
+                unbroadcast(g, self.sb) if n[1] else None)
+
+
+class Sub(Function):
+    saves_inputs = False
+
+    def forward(self, a, b):
+        self.sa, self.sb = _shape(a), _shape(b)
+        return a - b
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        return (unbroadcast(g, self.sa) if n[0] else None,
+                unbroadcast(-g, self.sb) if n[1] else None)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        return (unbroadcast(g * self.b, _shape(self.a)) if n[0] else None,
+                unbroadcast(g * self.a, _shape(self.b)) if n[1] else None)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        ga = unbroadcast(g / self.b, _shape(self.a)) if n[0] else None
+        gb = unbroadcast(-g * self.a / (self.b * self.b), _shape(self.b)) if n[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    """out = a ** b; d/da = b a^(b-1), d/db = out · ln a."""
+    saves_output = True
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.out = a ** b
+        return self.out
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        a, b = self.a, self.b
+        ga = gb = None
+        if n[0]:
+            if isinstance(b, (builtins.int, builtins.float)):
+                ga = g * (b * a ** (b - 1)) if b != 2 else g * (2 * a)
+            else:
+                ga = unbroadcast(g * b * a ** (b - 1), _shape(a))
+        if n[1]:
+            xp = xp_of(self.out)
+            loga = xp.log(xp.where(a > 0, a, 1)) if not isinstance(a, (int, float)) else math.log(a)
+            gb = unbroadcast(g * self.out * loga, _shape(b))
+        return ga, gb
+
+
+def _wrap_int_div(a):
+    # true division of integer tensors gives the default float dtype (PyTorch)
+    return a.to(dtypes.get_default_dtype()) if not dtypes.is_floating(a.data.dtype) else a
+
+
+@tensor_method("add", "__add__", "__radd__")
+def add(input, other, alpha=1):
+    a, b = as_pair(input, other, "add")
+    if alpha != 1:
+        b = b * alpha
+    return Add.apply(a, b)
+
+
+@tensor_method("sub", "__sub__")
+def sub(input, other, alpha=1):
+    a, b = as_pair(input, other, "sub")
+    if alpha != 1:
+        b = b * alpha
+    return Sub.apply(a, b)
+
+
+@tensor_method("__rsub__")
+def _rsub(input, other):
+    a, b = as_pair(input, other, "sub")
+    return Sub.apply(b, a)
+
+
+@tensor_method("mul", "__mul__", "__rmul__")
+def mul(input, other):
+    a, b = as_pair(input, other, "mul")
+    return Mul.apply(a, b)
+
+
+@tensor_method("div", "__truediv__")
+def div(input, other):
+    a, b = as_pair(_wrap_int_div(input), other, "div")
+    if isinstance(b, Tensor) and not dtypes.is_floating(b.data.dtype):
+        b = b.to(a.data.dtype)
+    return Div.apply(a, b)
+
+
+true_divide = div
+
+
+@tensor_method("__rtruediv__")
+def _rtruediv(input, other):
+    a, b = as_pair(_wrap_int_div(input), other, "div")
+    return Div.apply(b, a)
+
+
+@tensor_method("pow", "__pow__")
+def pow(input, exponent):
+    if isinstance(input, Tensor):
+        a, b = as_pair(input, exponent, "pow")
+        return Pow.apply(a, b)
+    b, a = as_pair(exponent, input, "pow")
+    return Pow.apply(a, b)
+
+
+@tensor_method("__rpow__")
+def _rpow(input, other):
+    b, a = as_pair(input, other, "pow")
+    return Pow.apply(a, b)
+
+
+@tensor_method()
+def square(input):
+    return Mul.apply(input, input)
+
+
+class FloorDivide(Function):
+    differentiable = False
+
+    def forward(self, a, b):
+        return a // b
+
+
+@tensor_method("floor_divide", "__floordiv__")
+def floor_divide(input, other):
+    a, b = as_pair(input, other, "floor_divide")
+    return FloorDivide.apply(a, b)
+
+
+class Remainder(Function):
+    """a mod b with the sign of b (Python / PyTorch); d/da = 1, d/db = -floor(a/b)."""
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a % b
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        xp = xp_of(g)
+        return (unbroadcast(g, _shape(self.a)) if n[0] else None,
+                unbroadcast(-g * xp.floor(self.a / self.b), _shape(self.b)) if n[1] else None)
+
+
+@tensor_method("remainder", "__mod__")
+def remainder(input, other):
+    a, b = as_pair(input, other, "remainder")
+    return Remainder.apply(a, b)
+
+
+# ---------------------------------------------------------------------- unary math
+class Neg(Function):
+    saves_inputs = False
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return -g
+
+
+class Exp(Function):
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        self.out = xp_of(x).exp(x)
+        return self.out
+
+    def backward(self, g):
+        return g * self.out
+
+
+class Exp2(Function):
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        self.out = xp_of(x).exp2(x)
+        return self.out
+
+    def backward(self, g):
+        return g * self.out * math.log(2.0)
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).log(x)
+
+    def backward(self, g):
+        return g / self.x
+
+
+class Log2(Function):
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).log2(x)
+
+    def backward(self, g):
+        return g / (self.x * math.log(2.0))
+
+
+class Log1p(Function):
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).log1p(x)
+
+    def backward(self, g):
+        return g / (1 + self.x)
+
+
+class Expm1(Function):
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        self.out = xp_of(x).expm1(x)
+        return self.out
+
+    def backward(self, g):
+        return g * (self.out + 1)
+
+
+class Sqrt(Function):
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        self.out = xp_of(x).sqrt(x)
+        return self.out
+
+    def backward(self, g):
+        return g / (2 * self.out)
+
+
+class Rsqrt(Function):
+    """out = x^(-1/2); d/dx = -out³/2."""
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        self.out = 1 / xp_of(x).sqrt(x)
+        return self.out
+
+    def backward(self, g):
+        return g * (-0.5) * self.out ** 3
+
+
+class Abs(Function):
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).abs(x)
+
+    def backward(self, g):
+        return g * xp_of(g).sign(self.x)
+
+
+class Sign(Function):
+    saves_inputs = False
+
+    def forward(self, x):
+        return xp_of(x).sign(x)
+
+    def backward(self, g):
+        return g * 0
+
+
+class Reciprocal(Function):
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        self.out = 1 / x
+        return self.out
+
+    def backward(self, g):
+        return -g * self.out * self.out
+
+
+class Sin(Function):
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).sin(x)
+
+    def backward(self, g):
+        return g * xp_of(g).cos(self.x)
+
+
+class Cos(Function):
+    def forward(self, x):
+        self.x = x
+        return xp_of(x).cos(x)
+
+    def backward(self, g):
+        return -g * xp_of(g).sin(self.x)
+
+
+class Tanh(Function):
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        self.out = xp_of(x).tanh(x)
+        return self.out
+
+    def backward(self, g):
+        return g * (1 - self.out * self.out)
+
+
+class Sigmoid(Function):
+    """σ(x) = ½(1 + tanh(x/2)): no overflow for large |x|; σ' = σ(1 − σ)."""
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        xp = xp_of(x)
+        self.out = (xp.tanh(x * 0.5) + 1) * 0.5
+        return self.out.astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        return g * self.out * (1 - self.out)
+
+
+class Relu(Function):
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x):
+        self.out = xp_of(x).maximum(x, 0)
+        return self.out
+
+    def backward(self, g):
+        return g * (self.out > 0)
+
+
+class LeakyRelu(Function):
+    def forward(self, x, slope):
+        self.x, self.slope = x, slope
+        return xp_of(x).where(x > 0, x, x * slope)
+
+    def backward(self, g):
+        return xp_of(g).where(self.x > 0, g, g * self.slope)
+
+
+class Silu(Function):
+    """x σ(x); d/dx = σ(x)(1 + x(1 − σ(x)))."""
+    def forward(self, x):
+        xp = xp_of(x)
+        self.x = x
+        self.s = ((xp.tanh(x * 0.5) + 1) * 0.5).astype(x.dtype, copy=False)
+        return x * self.s
+
+    def backward(self, g):
+        s = self.s
+        return g * (s * (1 + self.x * (1 - s)))
+
+
+class Gelu(Function):
+    """exact: x Φ(x) with Φ(x) = ½(1 + erf(x/√2)); 'tanh': ½x(1 + tanh(√(2/π)(x + 0.044715x³)))."""
+    def forward(self, x, approximate):
+        xp = xp_of(x)
+        self.x, self.approximate = x, approximate
+        if approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            self.th = xp.tanh(k * (x + 0.044715 * x ** 3))
+            return 0.5 * x * (1 + self.th)
+        self.cdf = 0.5 * (1 + special.erf(x * (1 / math.sqrt(2))))
+        return x * self.cdf
+
+    def backward(self, g):
+        xp, x = xp_of(g), self.x
+        if self.approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            th = self.th
+            return g * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * k * (1 + 3 * 0.044715 * x * x))
+        pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        return g * (self.cdf + x * pdf)
+
+
+class Softplus(Function):
+    """(1/β) log(1 + e^{βx}), linear above the threshold; d/dx = σ(βx)."""
+    def forward(self, x, beta, threshold):
+        xp = xp_of(x)
+        self.x, self.beta, self.threshold = x, beta, threshold
+        bx = x * beta
+        out = xp.logaddexp(0, bx) / beta
+        return xp.where(bx > threshold, x, out).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        bx = self.x * self.beta
+        s = (xp.tanh(bx * 0.5) + 1) * 0.5
+        return xp.where(bx > self.threshold, g, g * s).astype(g.dtype, copy=False)
+
+
+class Elu(Function):
+    def forward(self, x, alpha):
+        xp = xp_of(x)
+        self.x, self.alpha = x, alpha
+        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
+
+    def backward(self, g):
+        xp = xp_of(g)
+        return xp.where(self.x > 0, g, g * self.alpha * xp.exp(xp.minimum(self.x, 0)))
+
+
+class LogSigmoid(Function):
+    """log σ(x) = −softplus(−x) = min(x, 0) − log1p(e^{−|x|}); d/dx = 1 − σ(x) = σ(−x)."""
+    def forward(self, x):
+        xp = xp_of(x)
+        self.x = x
+        return xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(self, g):
+        xp = xp_of(g)
+        return g * (xp.tanh(-self.x * 0.5) + 1) * 0.5
+
+
+class Erf(Function):
+    def forward(self, x):
+        self.x = x
+        return special.erf(x)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        return g * (2 / math.sqrt(math.pi)) * xp.exp(-self.x * self.x)
+
+
+class Clamp(Function):
+    """Gradient passes where min ≤ x ≤ max (PyTorch's convention at the bounds)."""
+    def forward(self, x, lo, hi):
+        xp = xp_of(x)
+        self.x, self.lo, self.hi = x, lo, hi
+        return xp.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        mask = True
+        if self.lo is not None:
+            mask = self.x >= self.lo
+        if self.hi is not None:
+            mask = mask & (self.x <= self.hi)
+        return g * mask
+
+
+class Where(Function):
+    saves_inputs = (0,)
+
+    def forward(self, cond, a, b):
+        xp = xp_of(cond)
+        self.cond, self.sa, self.sb = cond, _shape(a), _shape(b)
+        return xp.where(cond, a, b)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        n = self.needs_input_grad
+        return (None,
+                unbroadcast(xp.where(self.cond, g, 0), self.sa) if n[1] else None,
+                unbroadcast(xp.where(self.cond, 0, g), self.sb) if n[2] else None)
+
+
+class Maximum(Function):
+    """Ties split the gradient half and half (PyTorch)."""
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return xp_of(a).maximum(a, b)
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        wa = (self.a > self.b) + 0.5 * (self.a == self.b)
+        return (unbroadcast(g * wa, _shape(self.a)) if n[0] else None,
+                unbroadcast(g * (1 - wa), _shape(self.b)) if n[1] else None)
+
+
+class Minimum(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return xp_of(a).minimum(a, b)
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        wa = (self.a < self.b) + 0.5 * (self.a == self.b)
+        return (unbroadcast(g * wa, _shape(self.a)) if n[0] else None,
+                unbroadcast(g * (1 - wa), _shape(self.b)) if n[1] else None)
+
+
+class ZeroGrad(Function):
+    """floor / ceil / round: piecewise constant, gradient zero."""
+    saves_inputs = False
+
+    def forward(self, x, fn):
+        return getattr(xp_of(x), fn)(x)
+
+    def backward(self, g):
+        return g * 0
+
+
+class Compare(Function):
+    differentiable = False
+
+    def forward(self, a, b, fn):
+        return getattr(xp_of(a), fn)(a, b)
+
+
+# ---------------------------------------------------------------------- public functions
+def _unary(cls, doc):
+    def fn(input):
+        return cls.apply(input)
+    fn.__doc__ = doc
+    return fn
+
+
+neg = tensor_method("neg", "__neg__", "negative")(_unary(Neg, "−x"))
+exp = tensor_method("exp")(_unary(Exp, "e^x"))
+exp2 = tensor_method("exp2")(_unary(Exp2, "2^x"))
+log = tensor_method("log")(_unary(Log, "ln x"))
+log2 = tensor_method("log2")(_unary(Log2, "log₂ x"))
+log1p = tensor_method("log1p")(_unary(Log1p, "ln(1 + x), accurate for small x"))
+expm1 = tensor_method("expm1")(_unary(Expm1, "e^x − 1, accurate for small x"))
+sqrt = tensor_method("sqrt")(_unary(Sqrt, "√x"))
+rsqrt = tensor_method("rsqrt")(_unary(Rsqrt, "1/√x"))
+abs = tensor_method("abs", "__abs__")(_unary(Abs, "|x|; gradient sign(x) (0 at 0)"))
+sign = tensor_method("sign")(_unary(Sign, "sign(x)"))
+reciprocal = tensor_method("reciprocal")(_unary(Reciprocal, "1/x"))
+sin = tensor_method("sin")(_unary(Sin, "sin x"))
+cos = tensor_method("cos")(_unary(Cos, "cos x"))
+tanh = tensor_method("tanh")(_unary(Tanh, "tanh x"))
+sigmoid = tensor_method("sigmoid")(_unary(Sigmoid, "1 / (1 + e^{−x})"))
+relu = tensor_method("relu")(_unary(Relu, "max(x, 0)"))
+silu = tensor_method("silu")(_unary(Silu, "x σ(x)"))
+logsigmoid = _unary(LogSigmoid, "log σ(x), stable")
+erf = tensor_method("erf")(_unary(Erf, "error function"))
+
+
+@tensor_method()
+def leaky_relu(input, negative_slope=0.01):
+    return LeakyRelu.apply(input, negative_slope)
+
+
+@tensor_method()
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(input, approximate)
+
+
+@tensor_method()
+def softplus(input, beta=1.0, threshold=20.0):
+    return Softplus.apply(input, beta, threshold)
+
+
+@tensor_method()
+def elu(input, alpha=1.0):
+    return Elu.apply(input, alpha)
+
+
+def mish(input):
+    """x tanh(softplus(x))."""
+    return input * tanh(softplus(input))
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0):
+    return clamp(input, min_val, max_val)
+
+
+@tensor_method("clamp", "clip")
+def clamp(input, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = maximum(out, as_tensor_like(min, input))
+        if max is not None:
+            out = minimum(out, as_tensor_like(max, input))
+        return out
+    return Clamp.apply(input, min, max)
+
+
+clip = clamp
+
+
+def where(condition, input, other):
+    """``input`` where condition holds, else ``other`` (scalars allowed for either)."""
+    if not isinstance(condition, Tensor):
+        raise TypeError("where: condition must be a bool Tensor")
+    if condition.data.dtype != np.bool_:
+        condition = condition.to(dtypes.bool_)
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        raise TypeError("where: at least one of input and other must be a Tensor")
+    if isinstance(input, Tensor):
+        a, b = as_pair(input, other, "where")
+    else:
+        b, a = as_pair(other, input, "where")
+    from ._util import broadcast_shape
+    broadcast_shape("where", condition.shape, np.broadcast_shapes(_shape(a.data if isinstance(
+        a, Tensor) else a), _shape(b.data if isinstance(b, Tensor) else b)))
+    return Where.apply(condition, a, b)
+
+
+Tensor.where = lambda self, condition, other: where(condition, self, other)
+
+
+@tensor_method()
+def maximum(input, other):
+    a, b = as_pair(input, other, "maximum")
+    return Maximum.apply(a, as_tensor_like(b, a))
+
+
+@tensor_method()
+def minimum(input, other):
+    a, b = as_pair(input, other, "minimum")
+    return Minimum.apply(a, as_tensor_like(b, a))
+
+
+@tensor_method()
+def floor(input):
+    return ZeroGrad.apply(input, "floor")
+
+
+@tensor_method()
+def ceil(input):
+    return ZeroGrad.apply(input, "ceil")
+
+
+@tensor_method()
+def round(input):
+    return ZeroGrad.apply(input, "round")
+
+
+@tensor_method()
+def lerp(input, end, weight):
+    """input + weight · (end − input)."""
+    return input + (end - input) * weight
+
+
+def _compare(fn_name, *names):
+    def fn(input, other):
+        a, b = as_pair(input, other, fn_name)
+        return Compare.apply(a, b, fn=fn_name)
+    fn.__name__ = names[0]
+    tensor_method(*names)(fn)
+    return fn
+
+
+eq = _compare("equal", "eq", "__eq__")
+ne = _compare("not_equal", "ne", "__ne__")
+lt = _compare("less", "lt", "__lt__")
+le = _compare("less_equal", "le", "__le__")
+gt = _compare("greater", "gt", "__gt__")
+ge = _compare("greater_equal", "ge", "__ge__")
+logical_and = _compare("logical_and", "logical_and", "__and__")
+logical_or = _compare("logical_or", "logical_or", "__or__")
+_compare("logical_xor", "logical_xor", "__xor__")
+
+
+class _Predicate(Function):
+    differentiable = False
+
+    def forward(self, x, fn):
+        return getattr(xp_of(x), fn)(x)
+
+
+@tensor_method("logical_not", "__invert__")
+def logical_not(input):
+    return _Predicate.apply(input, "logical_not")
+
+
+@tensor_method()
+def isnan(input):
+    return _Predicate.apply(input, "isnan")
+
+
+@tensor_method()
+def isfinite(input):
+    return _Predicate.apply(input, "isfinite")

@@ -1,0 +1,282 @@
+"""Indexing: ``x[...]`` (basic and advanced), index assignment, gather, scatter_add,
+index_select, masked_fill, one_hot.
+
+The adjoint of reading ``x[idx]`` is scattering the gradient back into zeros at ``idx`` with
+accumulation (``add.at``), because an advanced index may name the same element twice.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import xp_of
+from ..tensor import Tensor
+from ._util import norm_dim, same_dtype, tensor_method
+
+__all__ = ["gather", "scatter_add", "scatter", "index_select", "masked_fill", "one_hot",
+           "take_along_dim", "nonzero", "masked_select"]
+
+
+def _add_at(xp, target, index, values):
+    """target[index] += values, accumulating repeated indices (numpy add.at, cupy scatter_add)."""
+    if xp is np:
+        np.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+
+
+def _is_basic(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, (int, slice, np.integer))
+               for i in items)
+
+
+def _unwrap_index(index):
+    """Tensors inside an index become their arrays (bool masks stay masks)."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+class GetItem(Function):
+    saves_inputs = False
+
+    def forward(self, x, index):
+        self.shape, self.index, self.dtype = x.shape, index, x.dtype
+        try:
+            return x[index]
+        except IndexError as exc:
+            raise IndexError(f"index {_show(index)} is invalid for a tensor of shape "
+                             f"{tuple(x.shape)}: {exc}") from None
+
+    def backward(self, g):
+        xp = xp_of(g)
+        out = xp.zeros(self.shape, dtype=g.dtype)
+        if _is_basic(self.index):
+            out[self.index] = g
+        else:
+            _add_at(xp, out, self.index, g)
+        return out
+
+
+def _show(index):
+    if isinstance(index, tuple):
+        return "[" + ", ".join(_show(i) for i in index) + "]"
+    if hasattr(index, "shape") and not isinstance(index, (int, np.integer)):
+        return f"<{index.dtype} array of shape {tuple(index.shape)}>"
+    return repr(index)
+
+
+class IndexPut(Function):
+    """out = x with out[index] = v; dx = g with g[index] = 0, dv = g[index] summed to v."""
+    saves_inputs = False
+
+    def forward(self, x, v, index):
+        self.index, self.vshape = index, v.shape
+        out = x.copy()
+        try:
+            out[index] = v
+        except (IndexError, ValueError) as exc:
+            raise RuntimeError(f"index assignment of a value of shape {tuple(v.shape)} at "
+                               f"{_show(index)} into shape {tuple(x.shape)} failed: {exc}") from None
+        return out
+
+    def backward(self, g):
+        from ._util import unbroadcast
+        n = self.needs_input_grad
+        gx = gv = None
+        if n[0]:
+            gx = g.copy()
+            gx[self.index] = 0
+        if n[1]:
+            gv = unbroadcast(g[self.index], self.vshape)
+        return gx, gv
+
+
+@tensor_method("__getitem__")
+def _getitem(input, index):
+    idx = _unwrap_index(index)
+    out = GetItem.apply(input, idx)
+    if _is_basic(idx):  # basic indexing returns a view of the same memory
+        out._vc = input._vc
+        out._base = input._base if input._base is not None else input
+    return out
+
+
+class Gather(Function):
+    saves_inputs = False
+
+    def forward(self, x, index, axis):
+        xp = xp_of(x)
+        self.shape, self.index, self.axis = x.shape, index, axis
+        return xp.take_along_axis(x, index, axis=axis)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        out = xp.zeros(self.shape, dtype=g.dtype)
+        _add_at(xp, out, _along_axis_index(xp, self.index, self.axis), g)
+        return out
+
+
+def _along_axis_index(xp, index, axis):
+    """The full advanced index that take_along_axis(x, index, axis) reads."""
+    grids = xp.ogrid[tuple(slice(0, s) for s in index.shape)]
+    full = list(grids)
+    full[axis] = index
+    return tuple(full)
+
+
+def _check_index(op, x, index, dim):
+    if not isinstance(index, Tensor) or index.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must be an integer tensor, got "
+                        f"{getattr(index, 'dtype', type(index).__name__)}")
+    if index.ndim != x.ndim:
+        raise RuntimeError(f"{op}: index has {index.ndim} dims but the tensor has {x.ndim}")
+    for i in range(x.ndim):
+        if i != dim and index.shape[i] > x.shape[i]:
+            raise RuntimeError(f"{op}: index shape {tuple(index.shape)} exceeds the tensor shape "
+                               f"{tuple(x.shape)} in dim {i}")
+    if index.numel():
+        lo, hi = int(index.data.min()), int(index.data.max())
+        n = x.shape[dim]
+        if lo < -n or hi >= n:
+            raise IndexError(f"{op}: index {hi if hi >= n else lo} is out of bounds for dim {dim} "
+                             f"of size {n}")
+
+
+@tensor_method()
+def gather(input, dim, index):
+    """out[i][j][k] = input[i][index[i][j][k]][k] (for dim = 1)."""
+    d = norm_dim(dim, input.ndim, "gather")
+    _check_index("gather", input, index, d)
+    if index.shape != input.shape:
+        idx = index.data
+        sl = tuple(slice(0, s) if i != d else slice(None) for i, s in enumerate(index.shape))
+        return Gather.apply(input[sl] if any(s.stop is not None for s in sl) else input, idx, d)
+    return Gather.apply(input, index.data, d)
+
+
+take_along_dim = gather
+
+
+class ScatterAdd(Function):
+    """out = x; out[index[i][j]][j] += src[i][j] (dim 0). dx = g, dsrc = g gathered at index."""
+    saves_inputs = False
+
+    def forward(self, x, src, index, axis):
+        xp = xp_of(x)
+        self.index, self.axis = index, axis
+        out = x.copy()
+        src_part = src[tuple(slice(0, s) for s in index.shape)]
+        _add_at(xp, out, _along_axis_index(xp, index, axis), src_part)
+        self.src_shape = src.shape
+        return out
+
+    def backward(self, g):
+        xp = xp_of(g)
+        n = self.needs_input_grad
+        gsrc = None
+        if n[1]:
+            gsrc = xp.zeros(self.src_shape, dtype=g.dtype)
+            gsrc[tuple(slice(0, s) for s in self.index.shape)] = xp.take_along_axis(
+                g, self.index, axis=self.axis)
+        return (g if n[0] else None), gsrc
+
+
+@tensor_method()
+def scatter_add(input, dim, index, src):
+    d = norm_dim(dim, input.ndim, "scatter_add")
+    _check_index("scatter_add", input, index, d)
+    same_dtype("scatter_add", input, src)
+    return ScatterAdd.apply(input, src, index.data, d)
+
+
+@tensor_method()
+def scatter(input, dim, index, src):
+    """out = input with out[index[i][j]][j] = src[i][j] (dim 0); scalar src allowed."""
+    d = norm_dim(dim, input.ndim, "scatter")
+    _check_index("scatter", input, index, d)
+    xp = xp_of(input.data)
+    full = _along_axis_index(xp, index.data, d)
+    if not isinstance(src, Tensor):
+        return IndexPut.apply(input, Tensor._wrap(xp.asarray(src, dtype=input.dtype),
+                                                  input.device), index=full)
+    part = src[tuple(slice(0, s) for s in index.shape)]
+    return IndexPut.apply(input, part, index=full)
+
+
+@tensor_method()
+def index_select(input, dim, index):
+    d = norm_dim(dim, input.ndim, "index_select")
+    if not isinstance(index, Tensor) or index.ndim > 1 or index.dtype.kind not in "iu":
+        raise TypeError("index_select: index must be a 1-D integer tensor")
+    n = input.shape[d]
+    if index.numel() and (int(index.data.max()) >= n or int(index.data.min()) < -n):
+        raise IndexError(f"index_select: index out of range for dim {d} of size {n}")
+    sl = (slice(None),) * d + (index.data.reshape(-1),)
+    return GetItem.apply(input, sl)
+
+
+class MaskedFill(Function):
+    saves_inputs = False
+
+    def forward(self, x, mask, value):
+        xp = xp_of(x)
+        self.mask, self.shape = mask, x.shape
+        return xp.where(mask, xp.asarray(value, dtype=x.dtype), x)
+
+    def backward(self, g):
+        from ._util import unbroadcast
+        xp = xp_of(g)
+        return unbroadcast(xp.where(self.mask, 0, g), self.shape), None
+
+
+@tensor_method()
+def masked_fill(input, mask, value):
+    if not isinstance(mask, Tensor) or mask.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    from ._util import broadcast_shape
+    if broadcast_shape("masked_fill", input.shape, mask.shape) != input.shape:
+        raise RuntimeError(f"masked_fill: mask of shape {tuple(mask.shape)} does not broadcast "
+                           f"to the tensor's shape {tuple(input.shape)}")
+    if isinstance(value, Tensor):
+        value = value.item()
+    return MaskedFill.apply(input, mask, value)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index."""
+    if tensor.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expected an integer tensor, got {tensor.dtype}")
+    xp = xp_of(tensor.data)
+    if num_classes < 0:
+        num_classes = int(tensor.data.max()) + 1 if tensor.numel() else 0
+    if tensor.numel() and (int(tensor.data.min()) < 0 or int(tensor.data.max()) >= num_classes):
+        raise RuntimeError(f"one_hot: class values must be in [0, {num_classes})")
+    out = (tensor.data[..., None] == xp.arange(num_classes)).astype(dtypes.int64)
+    return Tensor._wrap(out, tensor.device)
+
+
+def nonzero(input, as_tuple=False):
+    xp = xp_of(input.data)
+    idx = xp.nonzero(input.data)
+    if as_tuple:
+        return tuple(Tensor._wrap(i.astype(xp.int64), input.device) for i in idx)
+    return Tensor._wrap(xp.stack(idx, axis=1).astype(xp.int64), input.device)
+
+
+Tensor.nonzero = nonzero
+
+
+def masked_select(input, mask):
+    return input[mask.expand(*input.shape) if mask.shape != input.shape else mask]
+
+
+Tensor.masked_select = masked_select

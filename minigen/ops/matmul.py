@@ -1,0 +1,198 @@
+"""Matrix products: matmul/@ (batched, broadcast), bmm, linear, einsum.
+
+C = A B  ⇒  dA = dC Bᵀ,  dB = Aᵀ dC (summed over broadcast batch dims). The products go through
+the backend's BLAS (numpy → OpenBLAS/MKL, cupy → cuBLAS).
+"""
+from __future__ import annotations
+
+import string
+
+from ..autograd.function import Function
+from ..backend import xp_of
+from ..tensor import Tensor
+from ._util import same_dtype, tensor_method, unbroadcast
+
+__all__ = ["matmul", "bmm", "mm", "linear", "einsum", "outer", "dot"]
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, g):
+        xp = xp_of(g)
+        a, b = self.a, self.b
+        n = self.needs_input_grad
+        a2 = a[None, :] if a.ndim == 1 else a           # (1, k)
+        b2 = b[:, None] if b.ndim == 1 else b           # (k, 1)
+        g2 = g
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = xp.expand_dims(g2, -1)
+        ga = gb = None
+        if n[0]:
+            ga = g2 @ xp.swapaxes(b2, -1, -2)
+            ga = unbroadcast(ga, a2.shape).reshape(a.shape)
+        if n[1]:
+            gb = xp.swapaxes(a2, -1, -2) @ g2
+            gb = unbroadcast(gb, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+class Linear(Function):
+    """y = x Wᵀ + b over the last dim of x; dx = g W, dW = gᵀ x, db = Σ g."""
+    def forward(self, x, w, b):
+        self.x, self.w = x, w
+        y = x @ w.T
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, g):
+        n = self.needs_input_grad
+        gx = g @ self.w if n[0] else None
+        gw = gb = None
+        if n[1]:
+            g2 = g.reshape(-1, g.shape[-1])
+            gw = g2.T @ self.x.reshape(-1, self.x.shape[-1])
+        if len(n) > 2 and n[2]:
+            gb = g.reshape(-1, g.shape[-1]).sum(axis=0)
+        return gx, gw, gb
+
+
+def _check_matmul(a, b, op):
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError(f"{op}: expected tensors")
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError(f"{op}: both arguments need at least 1 dimension, got shapes "
+                           f"{tuple(a.shape)} and {tuple(b.shape)}")
+    same_dtype(op, a, b)
+    ka = a.shape[-1]
+    kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if ka != kb:
+        raise RuntimeError(f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                           f"multiplied ({ka} != {kb})")
+    if a.ndim > 2 and b.ndim > 2:
+        from ._util import broadcast_shape
+        broadcast_shape(op + " (batch dims)", a.shape[:-2], b.shape[:-2])
+
+
+@tensor_method("matmul", "__matmul__")
+def matmul(input, other):
+    _check_matmul(input, other, "matmul")
+    return MatMul.apply(input, other)
+
+
+@tensor_method("__rmatmul__")
+def _rmatmul(input, other):
+    return matmul(other, input)
+
+
+@tensor_method()
+def mm(input, mat2):
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm: expected 2-D tensors, got shapes {tuple(input.shape)} and "
+                           f"{tuple(mat2.shape)}")
+    return matmul(input, mat2)
+
+
+@tensor_method()
+def bmm(input, mat2):
+    if input.ndim != 3 or mat2.ndim != 3 or input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(f"bmm: expected 3-D tensors with the same batch size, got shapes "
+                           f"{tuple(input.shape)} and {tuple(mat2.shape)}")
+    return matmul(input, mat2)
+
+
+@tensor_method()
+def dot(input, other):
+    if input.ndim != 1 or other.ndim != 1:
+        raise RuntimeError("dot: expected 1-D tensors")
+    return matmul(input, other)
+
+
+def outer(input, vec2):
+    return input.reshape(-1, 1) * vec2.reshape(1, -1)
+
+
+def linear(input, weight, bias=None):
+    """y = x Wᵀ + b with W of shape (out_features, in_features)."""
+    if weight.ndim != 2:
+        raise RuntimeError(f"linear: weight must be 2-D, got shape {tuple(weight.shape)}")
+    if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise RuntimeError(f"linear: input of shape {tuple(input.shape)} does not match weight of "
+                           f"shape {tuple(weight.shape)} (in_features {weight.shape[1]})")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise RuntimeError(f"linear: bias of shape {tuple(bias.shape)} does not match "
+                           f"out_features {weight.shape[0]}")
+    same_dtype("linear", input, weight, bias)
+    if bias is None:
+        return Linear.apply(input, weight, None)
+    return Linear.apply(input, weight, bias)
+
+
+class Einsum(Function):
+    def forward(self, *ops, subs, out):
+        xp = xp_of(ops[0])
+        self.ops, self.subs, self.out = ops, subs, out
+        return xp.einsum(",".join(subs) + "->" + out, *ops, optimize=len(ops) > 2)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        grads = []
+        for i, need in enumerate(self.needs_input_grad):
+            if not need:
+                grads.append(None)
+                continue
+            mine = self.subs[i]
+            others = [s for j, s in enumerate(self.subs) if j != i]
+            avail = set(self.out).union(*others) if others else set(self.out)
+            target = "".join(c for c in mine if c in avail)
+            eq = ",".join([self.out] + others) + "->" + target
+            ops = [g] + [o for j, o in enumerate(self.ops) if j != i]
+            gi = xp.einsum(eq, *ops, optimize=len(ops) > 2)
+            shape = [self.ops[i].shape[k] if c in avail else 1 for k, c in enumerate(mine)]
+            gi = xp.broadcast_to(gi.reshape(shape), self.ops[i].shape)
+            grads.append(xp.ascontiguousarray(gi))
+        return tuple(grads)
+
+
+def einsum(equation, *operands):
+    """Einstein summation with gradients (explicit '->' or implicit output, '...' allowed)."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    subs = lhs.split(",")
+    if len(subs) != len(operands):
+        raise RuntimeError(f"einsum: equation has {len(subs)} operands but {len(operands)} given")
+    free = [c for c in string.ascii_letters if c not in eq]
+    ell_nd = 0
+    for s, op in zip(subs, operands):
+        if "..." in s:
+            ell_nd = max(ell_nd, op.ndim - (len(s) - 3))
+    ell = "".join(free[:ell_nd])
+    new_subs = []
+    for s, op in zip(subs, operands):
+        if "..." in s:
+            k = op.ndim - (len(s) - 3)
+            s = s.replace("...", ell[ell_nd - k:] if k else "")
+        if len(s) != op.ndim:
+            raise RuntimeError(f"einsum: subscripts {s!r} do not match an operand of shape "
+                               f"{tuple(op.shape)}")
+        if len(set(s)) != len(s):
+            raise NotImplementedError(f"einsum: repeated index within one operand ({s!r}) is not "
+                                      "supported; take the diagonal first")
+        new_subs.append(s)
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        counts = {}
+        for s in new_subs:
+            for c in s:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, k in counts.items() if k == 1 and c not in ell))
+    same_dtype("einsum", *operands)
+    return Einsum.apply(*operands, subs=tuple(new_subs), out=out)

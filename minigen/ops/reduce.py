@@ -1,0 +1,362 @@
+"""Reductions and normalisations along dims: sum, mean, var/std, max/min, prod, logsumexp,
+cumsum, softmax, log_softmax.
+
+Backward of a reduction broadcasts the incoming gradient back over the reduced dims
+(``_expand_back`` reinserts them as size-1 dims when keepdim was False).
+"""
+from __future__ import annotations
+
+import builtins
+from collections import namedtuple
+
+from .. import dtypes
+from ..autograd.function import Function
+from ..backend import xp_of
+from ..tensor import Tensor
+from ._util import norm_dim, norm_dims, tensor_method
+
+__all__ = ["sum", "mean", "var", "std", "var_mean", "std_mean", "max", "min", "amax", "amin",
+           "argmax", "argmin", "prod", "logsumexp", "cumsum", "softmax", "log_softmax", "norm",
+           "all", "any"]
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def _expand_back(g, shape, axes, keepdim):
+    """Reshape a reduced gradient so it broadcasts against the input of ``shape``."""
+    if axes is None:
+        return g.reshape((1,) * len(shape))
+    if keepdim:
+        return g
+    out = list(g.shape)
+    for a in axes:
+        out.insert(a, 1)
+    return g.reshape(out)
+
+
+class Sum(Function):
+    saves_inputs = False
+
+    def forward(self, x, axes, keepdim, dtype):
+        self.shape, self.axes, self.keepdim, self.dtype = x.shape, axes, keepdim, x.dtype
+        return x.sum(axis=axes, keepdims=keepdim, dtype=dtype)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        g = _expand_back(g, self.shape, self.axes, self.keepdim).astype(self.dtype, copy=False)
+        return xp.broadcast_to(g, self.shape)
+
+
+class Mean(Function):
+    saves_inputs = False
+
+    def forward(self, x, axes, keepdim):
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        n = x.size if axes is None else _count(x.shape, axes)
+        self.n = n
+        return x.mean(axis=axes, keepdims=keepdim)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        g = _expand_back(g, self.shape, self.axes, self.keepdim) / self.n
+        return xp.broadcast_to(g, self.shape)
+
+
+def _count(shape, axes):
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
+class Var(Function):
+    """var = Σ(x − x̄)² / (N − correction); d var/dx = 2(x − x̄)/(N − correction)."""
+
+    def forward(self, x, axes, correction, keepdim):
+        xp = xp_of(x)
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        n = x.size if axes is None else _count(x.shape, axes)
+        self.denom = builtins.max(n - correction, 0)
+        self.centered = x - x.mean(axis=axes, keepdims=True)
+        with_nan = self.denom == 0
+        ss = (self.centered * self.centered).sum(axis=axes, keepdims=keepdim)
+        return ss / self.denom if not with_nan else ss * xp.nan
+
+    def backward(self, g):
+        g = _expand_back(g, self.shape, self.axes, self.keepdim)
+        return g * self.centered * (2.0 / self.denom) if self.denom else g * self.centered * 0
+
+
+class MaxMin(Function):
+    """max/min over dims. The gradient goes to the arg element (dim given, like PyTorch's
+    max(dim)) or is shared evenly among ties (amax/amin and full reductions)."""
+
+    def forward(self, x, axes, keepdim, mode, with_indices):
+        xp = xp_of(x)
+        self.x, self.axes, self.keepdim, self.with_indices = x, axes, keepdim, with_indices
+        fn = xp.max if mode == "max" else xp.min
+        out = fn(x, axis=axes, keepdims=keepdim)
+        self.out = out
+        if with_indices:
+            arg = (xp.argmax if mode == "max" else xp.argmin)(x, axis=axes[0], keepdims=keepdim)
+            self.arg = arg
+            return out, arg.astype(xp.int64)
+        return out
+
+    def backward(self, g, g_idx=None):
+        xp = xp_of(g)
+        g = _expand_back(g, self.x.shape, self.axes, self.keepdim)
+        if self.with_indices:
+            arg = self.arg if self.keepdim else xp.expand_dims(self.arg, self.axes[0])
+            mask = xp.arange(self.x.shape[self.axes[0]]).reshape(
+                [-1 if i == self.axes[0] else 1 for i in range(self.x.ndim)]) == arg
+            return g * mask
+        out = _expand_back(self.out, self.x.shape, self.axes, self.keepdim)
+        mask = self.x == out
+        count = mask.sum(axis=self.axes, keepdims=True)
+        return g * mask / count
+
+
+class Prod(Function):
+    """∂/∂x_i Π_j x_j = Π_{j≠i} x_j: exclusive products from both sides (exact with zeros)."""
+
+    def forward(self, x, axis, keepdim):
+        self.x, self.axis, self.keepdim = x, axis, keepdim
+        return x.prod(axis=axis, keepdims=keepdim)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        x, ax = self.x, self.axis
+        if ax is None:
+            flat = x.reshape(-1)
+            return (g.reshape(()) * _exclusive_prod(xp, flat, 0)).reshape(x.shape)
+        g = _expand_back(g, x.shape, (ax,), self.keepdim)
+        return g * _exclusive_prod(xp, x, ax)
+
+
+def _exclusive_prod(xp, x, ax):
+    ones = xp.ones_like(xp.take(x, [0], axis=ax))
+    left = xp.cumprod(xp.concatenate([ones, xp.take(x, range(x.shape[ax] - 1), axis=ax)], ax), ax)
+    rev = xp.flip(x, ax)
+    right = xp.cumprod(xp.concatenate([ones, xp.take(rev, range(x.shape[ax] - 1), axis=ax)], ax),
+                       ax)
+    return left * xp.flip(right, ax)
+
+
+class LogSumExp(Function):
+    """log Σ e^{x} = m + log Σ e^{x − m}, m = max x; gradient softmax(x)."""
+    saves_output = True
+
+    def forward(self, x, axes, keepdim):
+        xp = xp_of(x)
+        m = x.max(axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        e = xp.exp(x - m)
+        s = e.sum(axis=axes, keepdims=True)
+        out = xp.log(s) + m
+        self.x, self.axes, self.keepdim = x, axes, keepdim
+        self.out_k = out
+        return out if keepdim else out.squeeze(axis=axes)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        g = _expand_back(g, self.x.shape, self.axes, self.keepdim)
+        return g * xp.exp(self.x - self.out_k)
+
+
+class Cumsum(Function):
+    saves_inputs = False
+
+    def forward(self, x, axis):
+        self.axis = axis
+        return xp_of(x).cumsum(x, axis=axis, dtype=x.dtype)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        return xp.flip(xp.cumsum(xp.flip(g, self.axis), axis=self.axis), self.axis)
+
+
+class Softmax(Function):
+    """y = e^{x − max} / Σ e^{x − max}; dx = y (g − Σ g y)."""
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x, axis):
+        xp = xp_of(x)
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        e /= e.sum(axis=axis, keepdims=True)
+        self.y, self.axis = e, axis
+        return e
+
+    def backward(self, g):
+        y = self.y
+        return y * (g - (g * y).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x − logsumexp(x); dx = g − softmax(x) Σ g."""
+    saves_inputs, saves_output = False, True
+
+    def forward(self, x, axis):
+        xp = xp_of(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.y, self.axis = y, axis
+        return y
+
+    def backward(self, g):
+        xp = xp_of(g)
+        return g - xp.exp(self.y) * g.sum(axis=self.axis, keepdims=True)
+
+
+# ---------------------------------------------------------------------- public functions
+@tensor_method()
+def sum(input, dim=None, keepdim=False, dtype=None):
+    axes = norm_dims(dim, input.ndim, "sum")
+    if dtype is None and input.data.dtype.kind in "biu":
+        dtype = dtypes.int64  # PyTorch sums integers and bools in int64
+    return Sum.apply(input, axes, keepdim, dtypes.as_dtype(dtype) if dtype is not None else None)
+
+
+@tensor_method()
+def mean(input, dim=None, keepdim=False):
+    if not dtypes.is_floating(input.data.dtype):
+        raise TypeError(f"mean: expected a floating point tensor, got dtype {input.dtype}; "
+                        "convert with .float() first")
+    return Mean.apply(input, norm_dims(dim, input.ndim, "mean"), keepdim)
+
+
+def _correction(unbiased, correction):
+    if correction is not None:
+        return correction
+    return 1 if unbiased in (None, True) else 0
+
+
+@tensor_method()
+def var(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    """Variance; unbiased (N − 1) by default, ``unbiased=False`` or ``correction=0`` for N."""
+    return Var.apply(input, norm_dims(dim, input.ndim, "var"), _correction(unbiased, correction),
+                     keepdim)
+
+
+@tensor_method()
+def std(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    return var(input, dim, unbiased, keepdim, correction).sqrt()
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    return var(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    return std(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
+
+
+def _maxmin(input, dim, keepdim, mode):
+    if isinstance(dim, Tensor):  # max(a, b) elementwise, as in PyTorch
+        from .elementwise import maximum, minimum
+        return (maximum if mode == "max" else minimum)(input, dim)
+    if input.data.size == 0:
+        raise RuntimeError(f"{mode}: reduction of an empty tensor has no identity")
+    if dim is None:
+        return MaxMin.apply(input, None, False, mode, False)
+    axis = norm_dim(dim, input.ndim, mode)
+    values, indices = MaxMin.apply(input, (axis,), keepdim, mode, True)
+    return values_indices(values, indices)
+
+
+@tensor_method()
+def max(input, dim=None, keepdim=False):
+    """max(x) → value; max(x, dim) → (values, indices); max(x, other) → elementwise."""
+    return _maxmin(input, dim, keepdim, "max")
+
+
+@tensor_method()
+def min(input, dim=None, keepdim=False):
+    return _maxmin(input, dim, keepdim, "min")
+
+
+@tensor_method()
+def amax(input, dim=None, keepdim=False):
+    return MaxMin.apply(input, norm_dims(dim, input.ndim, "amax"), keepdim, "max", False)
+
+
+@tensor_method()
+def amin(input, dim=None, keepdim=False):
+    return MaxMin.apply(input, norm_dims(dim, input.ndim, "amin"), keepdim, "min", False)
+
+
+class _Arg(Function):
+    differentiable = False
+
+    def forward(self, x, axis, keepdim, fn):
+        xp = xp_of(x)
+        if axis is None:
+            return getattr(xp, fn)(x).astype(xp.int64)
+        return getattr(xp, fn)(x, axis=axis, keepdims=keepdim).astype(xp.int64)
+
+
+@tensor_method()
+def argmax(input, dim=None, keepdim=False):
+    axis = None if dim is None else norm_dim(dim, input.ndim, "argmax")
+    return _Arg.apply(input, axis, keepdim, "argmax")
+
+
+@tensor_method()
+def argmin(input, dim=None, keepdim=False):
+    axis = None if dim is None else norm_dim(dim, input.ndim, "argmin")
+    return _Arg.apply(input, axis, keepdim, "argmin")
+
+
+@tensor_method()
+def prod(input, dim=None, keepdim=False):
+    axis = None if dim is None else norm_dim(dim, input.ndim, "prod")
+    return Prod.apply(input, axis, keepdim)
+
+
+@tensor_method()
+def logsumexp(input, dim, keepdim=False):
+    return LogSumExp.apply(input, norm_dims(dim, input.ndim, "logsumexp"), keepdim)
+
+
+@tensor_method()
+def cumsum(input, dim):
+    return Cumsum.apply(input, norm_dim(dim, input.ndim, "cumsum"))
+
+
+@tensor_method()
+def softmax(input, dim):
+    return Softmax.apply(input, norm_dim(dim, input.ndim, "softmax"))
+
+
+@tensor_method()
+def log_softmax(input, dim):
+    return LogSoftmax.apply(input, norm_dim(dim, input.ndim, "log_softmax"))
+
+
+@tensor_method()
+def norm(input, p=2, dim=None, keepdim=False):
+    """Vector p-norm over ``dim`` (all elements by default)."""
+    if p == 2:
+        return (input * input).sum(dim, keepdim).sqrt()
+    if p == 1:
+        return input.abs().sum(dim, keepdim)
+    if p == float("inf"):
+        return input.abs().amax(dim, keepdim)
+    return (input.abs() ** p).sum(dim, keepdim) ** (1.0 / p)
+
+
+class _Truth(Function):
+    differentiable = False
+
+    def forward(self, x, axes, keepdim, fn):
+        return getattr(x.astype(bool), fn)(axis=axes, keepdims=keepdim)
+
+
+@tensor_method()
+def all(input, dim=None, keepdim=False):
+    return _Truth.apply(input, norm_dims(dim, input.ndim, "all"), keepdim, "all")
+
+
+@tensor_method()
+def any(input, dim=None, keepdim=False):
+    return _Truth.apply(input, norm_dims(dim, input.ndim, "any"), keepdim, "any")
