@@ -102,7 +102,7 @@ def array_module(device: Device):
 
 
 def device_of(array) -> Device:
-    if isinstance(array, np.ndarray):
+    if isinstance(array, (np.ndarray, np.generic)):  # numpy scalars come from 0-d arithmetic
         return CPU
     dev = getattr(array, "device", None)
     ident = getattr(dev, "id", 0)
@@ -111,7 +111,7 @@ def device_of(array) -> Device:
 
 def xp_of(array):
     """The array module an array belongs to."""
-    return np if isinstance(array, np.ndarray) else cupy_module()
+    return np if isinstance(array, (np.ndarray, np.generic)) else cupy_module()
 
 
 def to_device(array, device: Device):

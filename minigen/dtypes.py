@@ -23,12 +23,25 @@ int32 = np.dtype("int32")
 int64 = long = np.dtype("int64")
 bool_ = np.dtype("bool")
 
+
+
+class _UnavailableDtype:
+    """Stands in for bfloat16 when ``ml_dtypes`` is missing: any use raises a clear error
+    (rather than ``dtype=None`` silently meaning the default float)."""
+    name = "bfloat16"
+
+    def __repr__(self):
+        return "bfloat16 (unavailable: pip install ml_dtypes)"
+
+
 try:  # optional: bfloat16 on the CPU
     import ml_dtypes as _ml_dtypes
 
     bfloat16 = np.dtype(_ml_dtypes.bfloat16)
+    _HAVE_BF16 = True
 except Exception:  # pragma: no cover - depends on the environment
-    bfloat16 = None
+    bfloat16 = _UnavailableDtype()
+    _HAVE_BF16 = False
 
 _default_float = float32
 
@@ -57,6 +70,8 @@ def as_dtype(dtype) -> np.dtype:
         return dtype
     if dtype is None:
         return _default_float
+    if isinstance(dtype, _UnavailableDtype):
+        return _require_bfloat16()
     if isinstance(dtype, str):
         if dtype == "bfloat16":
             return _require_bfloat16()
@@ -76,7 +91,7 @@ def as_dtype(dtype) -> np.dtype:
 
 
 def _require_bfloat16():
-    if bfloat16 is None:
+    if not _HAVE_BF16:
         raise TypeError("bfloat16 needs the 'ml_dtypes' package on the CPU: pip install ml_dtypes")
     return bfloat16
 
@@ -87,7 +102,7 @@ builtins_float, builtins_int, builtins_bool = _b.float, _b.int, _b.bool
 
 
 def is_floating(dtype: np.dtype) -> bool:
-    return dtype.kind == "f" or (bfloat16 is not None and dtype == bfloat16)
+    return dtype.kind == "f" or (_HAVE_BF16 and dtype == bfloat16)
 
 
 def promote(a: np.dtype, b: np.dtype) -> np.dtype:
@@ -99,7 +114,7 @@ def promote(a: np.dtype, b: np.dtype) -> np.dtype:
         return a
     if fb and not fa:
         return b
-    if bfloat16 is not None and bfloat16 in (a, b):
+    if _HAVE_BF16 and (a == bfloat16 or b == bfloat16):
         other = b if a == bfloat16 else a
         return float32 if other == float16 else (other if other.itemsize > 2 else bfloat16)
     return np.promote_types(a, b)

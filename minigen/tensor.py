@@ -33,10 +33,15 @@ class Tensor:
     def _wrap(cls, array, device, requires_grad=False, base=None):
         """Fast internal constructor: ``array`` must already be a backend array."""
         t = object.__new__(cls)
-        if type(array) is not np.ndarray and device is CPU:
-            array = np.asarray(array)  # numpy returns scalars from 0-d arithmetic
+        if type(array) is not np.ndarray:
+            if isinstance(array, (np.ndarray, np.generic)):
+                array = np.asarray(array)  # numpy returns scalars from 0-d arithmetic
+                if device is None:
+                    device = CPU
+            elif device is None or device is CPU:
+                device = device_of(array)  # a cupy array (e.g. from a move to the GPU)
         elif device is None:
-            device = device_of(array)
+            device = CPU
         t.data = array
         t.requires_grad = requires_grad
         t.grad = None
@@ -137,10 +142,19 @@ class Tensor:
         retained[self._idx] = weakref.ref(self)
 
     def register_hook(self, hook):
-        """``hook(grad)`` runs after a leaf's ``.grad`` is updated in backward."""
-        if self._ctx is not None:
-            raise RuntimeError("register_hook is supported on leaf tensors only")
-        self._hooks = (self._hooks or ()) + (hook,)
+        """``hook(grad) -> Tensor or None`` runs each time backward computes the gradient of this
+        tensor, before it is accumulated into a leaf's ``.grad`` or passed on through a non-leaf;
+        a returned tensor replaces the gradient. Returns a handle with ``.remove()``."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require grad")
+        if self._ctx is None:
+            self._hooks = (self._hooks or ()) + (hook,)
+            return _HookHandle(self, None, 0, hook)
+        hooks = getattr(self._ctx, "_grad_hooks", None)
+        if hooks is None:
+            hooks = self._ctx._grad_hooks = {}
+        hooks[self._idx] = hooks.get(self._idx, ()) + (hook,)
+        return _HookHandle(None, self._ctx, self._idx, hook)
 
     def backward(self, gradient=None, retain_graph=False):
         """Accumulate d self / d leaf into every leaf's ``.grad``.
@@ -157,8 +171,13 @@ class Tensor:
                                    f"tensor has shape {tuple(self.shape)}: pass gradient=")
             g = array_module(self._device).ones_like(self.data)
         else:
-            g = gradient.data if isinstance(gradient, Tensor) else \
-                array_module(self._device).asarray(gradient, dtype=self.data.dtype)
+            if isinstance(gradient, Tensor):
+                if gradient._device is not self._device:
+                    raise RuntimeError(f"gradient is on {gradient.device} but the tensor is on "
+                                       f"{self.device}")
+                g = gradient.data.astype(self.data.dtype, copy=False)
+            else:
+                g = array_module(self._device).asarray(gradient, dtype=self.data.dtype)
             if g.shape != self.data.shape:
                 raise RuntimeError(f"gradient has shape {tuple(g.shape)} but the tensor has shape "
                                    f"{tuple(self.shape)}")
@@ -175,7 +194,9 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         arr = self.data if self._device.type == "cpu" else self.data.get()
-        return arr if dtype is None else arr.astype(dtype)
+        if dtype is not None and arr.dtype != dtype:
+            return arr.astype(dtype)
+        return arr.copy() if copy else arr
 
     def item(self):
         if self.data.size != 1:
@@ -204,10 +225,11 @@ class Tensor:
         for a in args:
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
-            elif isinstance(a, (str, Device)):
+            elif isinstance(a, Device) or (isinstance(a, str) and a.partition(":")[0] in
+                                           ("cpu", "cuda")):
                 device = a
             else:
-                dtype = a
+                dtype = a  # a dtype, or a dtype name such as "float16"
         out = self
         if dtype is not None:
             dtype = dtypes.as_dtype(dtype)
@@ -270,9 +292,11 @@ class Tensor:
         """
         record = self._check_inplace() and (
             self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
-        if record and self._base is not None and self._base.requires_grad:
-            raise RuntimeError("in-place operation on a view of a tensor that requires grad is not "
-                               "supported: use the out-of-place op")
+        if record and self._base is not None:
+            # the tensor this views would keep its old node and miss the change in the graph
+            raise RuntimeError("in-place operation on a view while gradients are recorded is not "
+                               "supported: assign into the viewed tensor with base[index] = value, "
+                               "or use the out-of-place op")
         if record:
             src = Tensor._wrap(self.data.copy(), self._device, self.requires_grad)
             src._ctx, src._idx = self._ctx, self._idx
@@ -290,7 +314,7 @@ class Tensor:
         array_module(self._device).copyto(self.data, out.data, casting="unsafe")
         self._vc[0] += 1
         if record:
-            self._ctx, self._idx, self.requires_grad = out._ctx, out._idx, True
+            self._ctx, self._idx, self.requires_grad = out._ctx, out._idx, out.requires_grad
             if self._ctx is not None and getattr(self._ctx, "_versions", None) is not None:
                 # the node now produces self: its saved-output check follows self's counter
                 self._ctx._versions = [(self._vc, self._vc[0], p) if p < 0 else (vc, v, p)
@@ -335,15 +359,27 @@ class Tensor:
         return self
 
     def __setitem__(self, index, value):
-        from .ops.indexing import IndexPut, _unwrap_index
+        from .ops.indexing import IndexPut, _show, _unwrap_index
         idx = _unwrap_index(index)
-        if isinstance(value, Tensor) and value._device is not self._device:
-            raise RuntimeError(f"index assignment: value is on {value.device} but the tensor is "
-                               f"on {self.device}")
-        if not isinstance(value, Tensor):
+        if isinstance(value, Tensor):
+            if value._device is not self._device:
+                raise RuntimeError(f"index assignment: value is on {value.device} but the tensor "
+                                   f"is on {self.device}")
+        else:
             value = Tensor._wrap(array_module(self._device).asarray(value, dtype=self.data.dtype),
                                  self._device)
-        self._inplace_from(lambda a, v: IndexPut.apply(a, v, index=idx), value)
+        if self._check_inplace() and (self.requires_grad or value.requires_grad):
+            self._inplace_from(lambda a, v: IndexPut.apply(a, v, index=idx), value)
+            return
+        try:  # nothing to record: write straight into the array
+            self.data[idx] = value.data
+        except (IndexError, ValueError, TypeError) as exc:
+            raise RuntimeError(f"index assignment of a value of shape {tuple(value.shape)} at "
+                               f"{_show(idx)} into shape {tuple(self.shape)} failed: {exc}") from None
+        self._vc[0] += 1
+
+    def __pos__(self):
+        return self
 
     # ------------------------------------------------------------------ printing
     def __repr__(self):
@@ -380,6 +416,21 @@ class Tensor:
     __hash__ = object.__hash__
 
 
+class _HookHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, leaf, node, idx, hook):
+        self._leaf, self._node, self._idx, self._hook = leaf, node, idx, hook
+
+    def remove(self):
+        if self._leaf is not None:
+            self._leaf._hooks = tuple(h for h in self._leaf._hooks or () if h is not self._hook)
+        else:
+            hooks = getattr(self._node, "_grad_hooks", None) or {}
+            if self._idx in hooks:
+                hooks[self._idx] = tuple(h for h in hooks[self._idx] if h is not self._hook)
+
+
 class _no_grad:
     def __enter__(self):
         self.prev = STATE.grad_enabled
@@ -399,10 +450,14 @@ def _to_backend(data, dtype, device):
             and hasattr(data, "__cuda_array_interface__"):
         data = data.get()
     if dtype is None:
-        if isinstance(data, (np.ndarray,)) or hasattr(data, "__cuda_array_interface__"):
-            arr = xp.asarray(data)
+        if isinstance(data, (np.ndarray, np.generic)) or hasattr(data, "__cuda_array_interface__"):
+            arr = xp.asarray(data)  # numpy data keeps its dtype (np.float64(1.0) -> float64)
         else:
-            arr = np.asarray(data)
+            try:
+                arr = np.asarray(data)
+            except ValueError as exc:  # numpy 2 refuses ragged nesting outright
+                raise TypeError(f"can't make a tensor from {type(data).__name__} data (ragged "
+                                f"nesting or non-numeric objects): {exc}") from None
             if arr.dtype.kind == "f":
                 arr = arr.astype(dtypes.get_default_dtype())
             elif arr.dtype.kind in "iu" and arr.dtype != np.uint8:
@@ -473,3 +528,11 @@ def _ensure_tensor(x, like: Tensor):
 
 
 __all__ = ["Tensor", "tensor", "as_tensor", "from_numpy", "from_dlpack", "to_device"]
+
+
+def _register():
+    from .autograd import function
+    function._TENSOR[0] = Tensor
+
+
+_register()

@@ -8,6 +8,7 @@ gradients. Leaves accumulate into ``.grad`` (or, for ``autograd.grad``, into a d
 """
 from __future__ import annotations
 
+from ..backend import device_of as _device_of
 from .function import _check_finite
 from .grad_mode import STATE, no_grad
 
@@ -34,6 +35,20 @@ def _topological_order(roots):
     return order
 
 
+def _run_hooks(hooks, g, device):
+    """Call ``hook(grad_tensor)`` in order; a returned tensor replaces the gradient."""
+    from ..tensor import Tensor
+    for hook in hooks:
+        r = hook(Tensor._wrap(g, device, False))
+        if r is not None:
+            r = r.data if isinstance(r, Tensor) else r
+            if r.shape != g.shape:
+                raise RuntimeError(f"hook {getattr(hook, '__name__', hook)!r} returned a gradient "
+                                   f"of shape {tuple(r.shape)}, expected {tuple(g.shape)}")
+            g = r
+    return g
+
+
 def _owner(array):
     base = array.base
     return id(array if base is None else base)
@@ -44,12 +59,24 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
 
     capture: None to accumulate into leaves' ``.grad``; else a dict mapping ``id(leaf)`` or
     ``(id(node), index)`` to a slot that receives the gradient instead (``autograd.grad``).
+
+    A leaf's contributions are summed over the whole pass and handed over at the end (its hooks
+    see the total, once), so an error raised during the pass leaves every ``.grad`` as it was.
     """
     from ..tensor import Tensor
 
     grads = {}  # id(node) -> list of summed output gradients
+    leaf_grads = {}  # id(leaf) -> [leaf, summed gradient]
+    retained_grads = []  # (tensor, gradient) for retain_grad() tensors
     nodes = []
     stored = {_owner(g) for g in root_grads}  # arrays already handed out (never alias two .grad)
+
+    def add_leaf(leaf, g):
+        acc = leaf_grads.get(id(leaf))
+        if acc is None:
+            leaf_grads[id(leaf)] = [leaf, g]
+        else:
+            acc[1] = acc[1] + g
 
     def give_leaf(leaf, g):
         if g.shape != leaf.data.shape:
@@ -57,56 +84,63 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
                                f"{leaf.data.shape}")
         if g.dtype != leaf.data.dtype:
             g = g.astype(leaf.data.dtype)
+        if leaf._hooks:
+            g = _run_hooks(leaf._hooks, g, leaf._device)
         if capture is not None:
             key = id(leaf)
             if key in capture:
-                prev = capture[key]
-                capture[key] = g if prev is None else prev + g
+                capture[key] = g
             return
         if leaf.grad is None:
-            own = _owner(g)
-            if own in stored:
+            # .grad must own writable memory: not a broadcast view (read-only), not an array
+            # handed to another leaf or the caller
+            if _owner(g) in stored or not g.flags.c_contiguous or \
+                    not getattr(g.flags, "writeable", True):
                 g = g.copy()
             stored.add(_owner(g))
             leaf.grad = Tensor._wrap(g, leaf._device, False)
         else:
             leaf.grad.data = leaf.grad.data + g
-        for hook in leaf._hooks or ():
-            hook(leaf.grad)
 
     for t, g in zip(roots, root_grads):
         if t._ctx is None:
-            give_leaf(t, g)
+            add_leaf(t, g)
             continue
         slot = grads.setdefault(id(t._ctx), [None] * t._ctx.n_outputs)
         slot[t._idx] = g if slot[t._idx] is None else slot[t._idx] + g
         nodes.append(t._ctx)
 
+    order = _topological_order(nodes)
+    # Check the whole graph before running any backward: an error leaves everything as it was.
+    for node in order:
+        if getattr(node, "_freed", False):
+            raise RuntimeError(
+                f"trying to backward through the graph a second time (node {node.name}): its "
+                "saved arrays were freed by the first backward. Pass retain_graph=True to the "
+                "first backward if you need to backward twice.")
+        node._check_versions()
+
     with no_grad():
-        for node in _topological_order(nodes):
+        for node in order:
             out_grads = grads.pop(id(node), None)
             if out_grads is None:
                 continue
-            if getattr(node, "_freed", False):
-                raise RuntimeError(
-                    f"trying to backward through the graph a second time (node {node.name}): its "
-                    "saved arrays were freed by the first backward. Pass retain_graph=True to the "
-                    "first backward if you need to backward twice.")
-            node._check_versions()
+            hooks = getattr(node, "_grad_hooks", None)
+            if hooks:
+                for idx, hs in hooks.items():
+                    if hs and out_grads[idx] is not None:
+                        out_grads[idx] = _run_hooks(hs, out_grads[idx], _device_of(out_grads[idx]))
             retained = getattr(node, "_retained", None)
             if retained:
                 for idx, ref in retained.items():
                     t = ref()
                     if t is not None and out_grads[idx] is not None:
-                        g = out_grads[idx]
-                        t.grad = Tensor._wrap(g.copy(), t._device, False) if t.grad is None \
-                            else Tensor._wrap(t.grad.data + g, t._device, False)
+                        retained_grads.append((t, out_grads[idx]))
             if capture is not None:
                 for idx in range(node.n_outputs):
                     key = (id(node), idx)
                     if key in capture and out_grads[idx] is not None:
-                        prev = capture[key]
-                        capture[key] = out_grads[idx] if prev is None else prev + out_grads[idx]
+                        capture[key] = out_grads[idx]
             if node.n_outputs > 1:
                 in_grads = node.backward(*out_grads)
             else:
@@ -125,6 +159,12 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
                         slot = grads[id(parent)] = [None] * parent.n_outputs
                     slot[idx] = g if slot[idx] is None else slot[idx] + g
                 else:
-                    give_leaf(edge, g)
+                    add_leaf(edge, g)
             if not retain_graph:
                 node._release()
+
+        for leaf, g in leaf_grads.values():
+            give_leaf(leaf, g)
+        for t, g in retained_grads:
+            t.grad = Tensor._wrap(g.copy(), t._device, False) if t.grad is None \
+                else Tensor._wrap(t.grad.data + g, t._device, False)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from .grad_mode import STATE
 
+_TENSOR = [None]  # minigen.tensor.Tensor, filled in by tensor.py (it imports this module)
+
 
 class Function:
     saves_inputs = True     # True (all tensor args), False, or a tuple of arg positions
@@ -47,8 +49,11 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from ..tensor import Tensor  # local: tensor.py imports this module
+        """Run the primitive on tensors (python values pass through); record it if needed.
 
+        This is the hot path of every op: keep it free of work the common case doesn't need.
+        """
+        Tensor = _TENSOR[0]
         ctx = object.__new__(cls)
         raw = []
         device = None
@@ -66,42 +71,16 @@ class Function:
                     any_grad = True
             else:
                 raw.append(a)
-        record = any_grad and STATE.grad_enabled and cls.differentiable
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args) \
-            if record else ()
+        if any_grad and STATE.grad_enabled and cls.differentiable:
+            return _apply_recorded(cls, ctx, args, raw, device, kwargs)
+        ctx.needs_input_grad = ()
         out = ctx.forward(*raw, **kwargs)
         if STATE.anomaly:
             _check_finite(cls.__name__, "forward output", out)
-
+        wrap = Tensor._wrap
         if type(out) is tuple:
-            outs = tuple(Tensor._wrap(o, device, False) for o in out)
-        else:
-            outs = (Tensor._wrap(out, device, False),)
-        if record:
-            edges = []
-            versions = []
-            saved = cls.saves_inputs
-            for i, a in enumerate(args):
-                if isinstance(a, Tensor):
-                    if a.requires_grad:
-                        edges.append(a if a._ctx is None else (a._ctx, a._idx))
-                    else:
-                        edges.append(None)
-                    if saved is True or (saved and i in saved):
-                        versions.append((a._vc, a._vc[0], i))
-                else:
-                    edges.append(None)
-            ctx.edges = edges
-            ctx.n_outputs = len(outs)
-            for idx, t in enumerate(outs):
-                if t.data.dtype.kind == "f" or t.data.dtype.name == "bfloat16":
-                    t.requires_grad = True
-                    t._ctx = ctx
-                    t._idx = idx
-            if cls.saves_output:
-                versions.append((outs[0]._vc, 0, -1))
-            ctx._versions = versions
-        return outs if type(out) is tuple else outs[0]
+            return tuple(wrap(o, device) for o in out)
+        return wrap(out, device)
 
     # ----------------------------------------------------------------- engine helpers
     def _check_versions(self):
@@ -132,3 +111,38 @@ def _check_finite(op: str, what: str, arrays):
         if not bool(xp.isfinite(a).all()):
             kind = "NaN" if bool(xp.isnan(a).any()) else "inf"
             raise RuntimeError(f"anomaly detected: {op} produced {kind} in its {what}")
+
+
+def _apply_recorded(cls, ctx, args, raw, device, kwargs):
+    """apply() when the node joins the graph: edges to the inputs, saved-tensor versions."""
+    Tensor = _TENSOR[0]
+    ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+    out = ctx.forward(*raw, **kwargs)
+    if STATE.anomaly:
+        _check_finite(cls.__name__, "forward output", out)
+    wrap = Tensor._wrap
+    outs = tuple(wrap(o, device) for o in out) if type(out) is tuple else (wrap(out, device),)
+    edges = []
+    versions = []
+    saved = cls.saves_inputs
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor):
+            if a.requires_grad:
+                edges.append(a if a._ctx is None else (a._ctx, a._idx))
+            else:
+                edges.append(None)
+            if saved is True or (saved and i in saved):
+                versions.append((a._vc, a._vc[0], i))
+        else:
+            edges.append(None)
+    ctx.edges = edges
+    ctx.n_outputs = len(outs)
+    for idx, t in enumerate(outs):
+        if t.data.dtype.kind == "f" or t.data.dtype.name == "bfloat16":
+            t.requires_grad = True
+            t._ctx = ctx
+            t._idx = idx
+    if cls.saves_output:
+        versions.append((outs[0]._vc, 0, -1))
+    ctx._versions = versions
+    return outs if type(out) is tuple else outs[0]

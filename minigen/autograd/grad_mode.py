@@ -30,10 +30,13 @@ class _GradSwitch:
         _State.grad_enabled = self._prev
         return False
 
+    def _clone(self):
+        return self.__class__()
+
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__():
+            with self._clone():
                 return fn(*args, **kwargs)
         return wrapper
 
@@ -55,7 +58,16 @@ class set_grad_enabled(_GradSwitch):
         _State.grad_enabled = self.mode  # also works as a plain function call, as in PyTorch
 
     def __enter__(self):
+        _State.grad_enabled = self.mode
         return self
+
+    def __call__(self, fn):
+        # used as a decorator: the call that made self must not leave the mode switched
+        _State.grad_enabled = self._prev
+        return super().__call__(fn)
+
+    def _clone(self):
+        return set_grad_enabled(self.mode)
 
 
 class detect_anomaly:

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import to_device
 from .grad_mode import no_grad
+
+
+def _host(array):
+    """A float64 numpy copy of a numpy or cupy array."""
+    return np.asarray(array.get() if hasattr(array, "get") else array, dtype=np.float64)
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0, raise_exception=True):
@@ -26,32 +32,34 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0, raise_exceptio
         return list(out) if isinstance(out, (tuple, list)) else [out]
 
     outs = flat_outputs()
-    outs = [o for o in outs if isinstance(o, Tensor) and o.requires_grad]
+    # the differentiable outputs, by position, so that the perturbed runs pair each output
+    # with its own cotangent
+    positions = [k for k, o in enumerate(outs) if isinstance(o, Tensor) and o.requires_grad]
+    outs = [outs[k] for k in positions]
     cotangents = [rng.standard_normal(o.shape) for o in outs]
 
     def scalar_value():
         with no_grad():
-            vals = [o for o in flat_outputs() if isinstance(o, Tensor) and
-                    o.dtype.kind == "f"]
-        return sum(float((np.asarray(o.data, dtype=np.float64) * v).sum())
-                   for o, v in zip(vals, cotangents))
+            vals = flat_outputs()
+        return sum(float((_host(vals[k].data) * v).sum())
+                   for k, v in zip(positions, cotangents))
 
     checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     for i in checked:
         inputs[i].grad = None
     from .functional import backward
     if outs:
-        backward(outs, [Tensor._wrap(np.asarray(v, dtype=o.dtype), o.device)
+        backward(outs, [Tensor._wrap(to_device(np.asarray(v, dtype=o.dtype), o.device), o.device)
                         for o, v in zip(outs, cotangents)])
     for i in checked:
         t = inputs[i]
-        analytic = np.zeros(t.shape) if t.grad is None else np.asarray(t.grad.data, np.float64)
+        analytic = np.zeros(t.shape) if t.grad is None else _host(t.grad.data)
         numeric = np.zeros(t.shape)
         flat = t.data.reshape(-1) if t.data.flags.c_contiguous else None
         if flat is None:
             raise ValueError("gradcheck: inputs must be contiguous (pass a view through fn)")
         for k in range(flat.size):
-            orig = flat[k]
+            orig = float(flat[k])
             flat[k] = orig + eps
             plus = scalar_value()
             flat[k] = orig - eps

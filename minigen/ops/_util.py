@@ -22,6 +22,15 @@ def tensor_method(*names):
     return deco
 
 
+def add_at(xp, target, index, values):
+    """target[index] += values, accumulating repeated indices (numpy add.at, cupy scatter_add)."""
+    if xp is np:
+        np.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+
+
 def unbroadcast(grad, shape):
     """Sum ``grad`` down to ``shape``: the adjoint of broadcasting ``shape`` up to grad.shape."""
     if grad.shape == shape:
@@ -61,8 +70,9 @@ def norm_dims(dim, ndim: int, op: str = "op"):
         dims = tuple(sorted(norm_dim(d, ndim, op) for d in dim))
         if len(set(dims)) != len(dims):
             raise RuntimeError(f"{op}: dim {tuple(dim)} names a dimension twice")
-        return dims
-    return (norm_dim(dim, ndim, op),)
+    else:
+        dims = (norm_dim(dim, ndim, op),)
+    return dims if ndim else ()  # a 0-d tensor accepts dim 0 / -1 and has nothing to reduce
 
 
 def as_pair(a, b, op: str):
@@ -77,13 +87,21 @@ def as_pair(a, b, op: str):
         if a.data.shape != b.data.shape:
             broadcast_shape(op, a.data.shape, b.data.shape)
         return a, b
-    if isinstance(b, (builtins.int, builtins.float, builtins.bool)):
+    tb = type(b)
+    if tb is builtins.float or tb is builtins.int or tb is builtins.bool:
         dt = dtypes.scalar_result(a.data.dtype, b)
         if dt != a.data.dtype:
             a = a.to(dt)
+        if dt.isbuiltin == 2 and tb is builtins.float:
+            b = dt.type(b)  # numpy widens bfloat16 (a user dtype) with a Python float to float32
         return a, b
-    if isinstance(b, (np.generic,)):
+    if isinstance(b, np.generic):
+        # a numpy scalar acts as the Python number it holds (np.float64 would otherwise make
+        # numpy compute float32 tensors in float64)
         return as_pair(a, b.item(), op)
+    if isinstance(b, (builtins.int, builtins.float)):  # subclasses of the Python numbers
+        return as_pair(a, builtins.float(b) if isinstance(b, builtins.float) else
+                       builtins.int(b), op)
     if isinstance(b, np.ndarray) or hasattr(b, "__array__") or isinstance(b, (list, tuple)):
         arr = array_module(a._device).asarray(b)
         bt = Tensor._wrap(arr, a._device)

@@ -60,7 +60,8 @@ class Add(Function):
     saves_inputs = False
 
     def forward(self, a, b):
-        self.sa, self.sb = _shape(a), _shape(b)
+        if self.needs_input_grad:
+            self.sa, self.sb = _shape(a), _shape(b)
         return a + b
 
     def backward(self, g):
@@ -73,7 +74,8 @@ class Sub(Function):
     saves_inputs = False
 
     def forward(self, a, b):
-        self.sa, self.sb = _shape(a), _shape(b)
+        if self.needs_input_grad:
+            self.sa, self.sb = _shape(a), _shape(b)
         return a - b
 
     def backward(self, g):
@@ -120,7 +122,10 @@ class Pow(Function):
         ga = gb = None
         if n[0]:
             if isinstance(b, (builtins.int, builtins.float)):
-                ga = g * (b * a ** (b - 1)) if b != 2 else g * (2 * a)
+                if b == 0:  # d/da a⁰ = 0, also at a = 0 (where 0 · a⁻¹ would give NaN)
+                    ga = g * 0
+                else:
+                    ga = g * (b * a ** (b - 1)) if b != 2 else g * (2 * a)
             else:
                 ga = unbroadcast(g * b * a ** (b - 1), _shape(a))
         if n[1]:
@@ -230,6 +235,18 @@ class Remainder(Function):
 def remainder(input, other):
     a, b = as_pair(input, other, "remainder")
     return Remainder.apply(a, b)
+
+
+@tensor_method("__rfloordiv__")
+def _rfloordiv(input, other):
+    a, b = as_pair(input, other, "floor_divide")
+    return FloorDivide.apply(b, a)
+
+
+@tensor_method("__rmod__")
+def _rmod(input, other):
+    a, b = as_pair(input, other, "remainder")
+    return Remainder.apply(b, a)
 
 
 # ---------------------------------------------------------------------- unary math
@@ -542,7 +559,7 @@ class Maximum(Function):
 
     def backward(self, g):
         n = self.needs_input_grad
-        wa = (self.a > self.b) + 0.5 * (self.a == self.b)
+        wa = ((self.a > self.b) + 0.5 * (self.a == self.b)).astype(g.dtype, copy=False)
         return (unbroadcast(g * wa, _shape(self.a)) if n[0] else None,
                 unbroadcast(g * (1 - wa), _shape(self.b)) if n[1] else None)
 
@@ -554,7 +571,7 @@ class Minimum(Function):
 
     def backward(self, g):
         n = self.needs_input_grad
-        wa = (self.a < self.b) + 0.5 * (self.a == self.b)
+        wa = ((self.a < self.b) + 0.5 * (self.a == self.b)).astype(g.dtype, copy=False)
         return (unbroadcast(g * wa, _shape(self.a)) if n[0] else None,
                 unbroadcast(g * (1 - wa), _shape(self.b)) if n[1] else None)
 

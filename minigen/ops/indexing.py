@@ -12,19 +12,11 @@ from .. import dtypes
 from ..autograd.function import Function
 from ..backend import xp_of
 from ..tensor import Tensor
-from ._util import norm_dim, same_dtype, tensor_method
+from ._util import add_at as _add_at, norm_dim, same_dtype, tensor_method
+from .shape import _as_view
 
 __all__ = ["gather", "scatter_add", "scatter", "index_select", "masked_fill", "one_hot",
            "take_along_dim", "nonzero", "masked_select"]
-
-
-def _add_at(xp, target, index, values):
-    """target[index] += values, accumulating repeated indices (numpy add.at, cupy scatter_add)."""
-    if xp is np:
-        np.add.at(target, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(target, index, values)
 
 
 def _is_basic(index) -> bool:
@@ -50,10 +42,16 @@ class GetItem(Function):
     def forward(self, x, index):
         self.shape, self.index, self.dtype = x.shape, index, x.dtype
         try:
-            return x[index]
+            out = x[index]
         except IndexError as exc:
             raise IndexError(f"index {_show(index)} is invalid for a tensor of shape "
                              f"{tuple(x.shape)}: {exc}") from None
+        if type(out) is not type(x) and _is_basic(index):
+            # numpy returns a scalar copy for x[i, j]; x[i, j, ...] is the 0-d view PyTorch gives
+            items = index if isinstance(index, tuple) else (index,)
+            if Ellipsis not in items:
+                out = x[items + (Ellipsis,)]
+        return out
 
     def backward(self, g):
         xp = xp_of(g)
@@ -102,11 +100,8 @@ class IndexPut(Function):
 @tensor_method("__getitem__")
 def _getitem(input, index):
     idx = _unwrap_index(index)
-    out = GetItem.apply(input, idx)
-    if _is_basic(idx):  # basic indexing returns a view of the same memory
-        out._vc = input._vc
-        out._base = input._base if input._base is not None else input
-    return out
+    # basic indexing (ints, slices, also a 0-d integer array) returns a view of the same memory
+    return _as_view(GetItem.apply(input, idx), input)
 
 
 class Gather(Function):
@@ -184,8 +179,9 @@ class ScatterAdd(Function):
         gsrc = None
         if n[1]:
             gsrc = xp.zeros(self.src_shape, dtype=g.dtype)
-            gsrc[tuple(slice(0, s) for s in self.index.shape)] = xp.take_along_axis(
-                g, self.index, axis=self.axis)
+            # index may be smaller than g in the other dims too: read g at the full index
+            gsrc[tuple(slice(0, s) for s in self.index.shape)] = g[
+                _along_axis_index(xp, self.index, self.axis)]
         return (g if n[0] else None), gsrc
 
 
@@ -193,6 +189,11 @@ class ScatterAdd(Function):
 def scatter_add(input, dim, index, src):
     d = norm_dim(dim, input.ndim, "scatter_add")
     _check_index("scatter_add", input, index, d)
+    if not isinstance(src, Tensor):
+        raise TypeError(f"scatter_add: src must be a tensor, got {type(src).__name__}")
+    if src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
+        raise RuntimeError(f"scatter_add: index of shape {tuple(index.shape)} is larger than src "
+                           f"of shape {tuple(src.shape)}")
     same_dtype("scatter_add", input, src)
     return ScatterAdd.apply(input, src, index.data, d)
 

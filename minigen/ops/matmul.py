@@ -24,6 +24,8 @@ class MatMul(Function):
         xp = xp_of(g)
         a, b = self.a, self.b
         n = self.needs_input_grad
+        if a.ndim == 1 and b.ndim == 1:                 # dot product: g is 0-d
+            return (g * b if n[0] else None), (g * a if n[1] else None)
         a2 = a[None, :] if a.ndim == 1 else a           # (1, k)
         b2 = b[:, None] if b.ndim == 1 else b           # (k, 1)
         g2 = g
@@ -153,6 +155,11 @@ class Einsum(Function):
             eq = ",".join([self.out] + others) + "->" + target
             ops = [g] + [o for j, o in enumerate(self.ops) if j != i]
             gi = xp.einsum(eq, *ops, optimize=len(ops) > 2)
+            # a size-1 dim of this operand that broadcast against a larger one: sum it back
+            size = dict(zip(mine, self.ops[i].shape))
+            axes = tuple(k for k, c in enumerate(target) if size[c] == 1 and gi.shape[k] != 1)
+            if axes:
+                gi = gi.sum(axis=axes, keepdims=True)
             shape = [self.ops[i].shape[k] if c in avail else 1 for k, c in enumerate(mine)]
             gi = xp.broadcast_to(gi.reshape(shape), self.ops[i].shape)
             grads.append(xp.ascontiguousarray(gi))

@@ -114,7 +114,7 @@ class MaxMin(Function):
         out = _expand_back(self.out, self.x.shape, self.axes, self.keepdim)
         mask = self.x == out
         count = mask.sum(axis=self.axes, keepdims=True)
-        return g * mask / count
+        return g * (mask / count).astype(g.dtype, copy=False)
 
 
 class Prod(Function):
@@ -135,12 +135,14 @@ class Prod(Function):
 
 
 def _exclusive_prod(xp, x, ax):
-    ones = xp.ones_like(xp.take(x, [0], axis=ax))
-    left = xp.cumprod(xp.concatenate([ones, xp.take(x, range(x.shape[ax] - 1), axis=ax)], ax), ax)
-    rev = xp.flip(x, ax)
-    right = xp.cumprod(xp.concatenate([ones, xp.take(rev, range(x.shape[ax] - 1), axis=ax)], ax),
-                       ax)
-    return left * xp.flip(right, ax)
+    """Π_{j≠i} x_j along ``ax`` = (product of those before i) · (product of those after i)."""
+    x = xp.moveaxis(x, ax, 0)
+    left = xp.ones_like(x)
+    right = xp.ones_like(x)
+    if x.shape[0] > 1:
+        left[1:] = xp.cumprod(x[:-1], axis=0)
+        right[:-1] = xp.cumprod(x[::-1], axis=0)[:-1][::-1]
+    return xp.moveaxis(left * right, 0, ax)
 
 
 class LogSumExp(Function):
@@ -169,7 +171,9 @@ class Cumsum(Function):
 
     def forward(self, x, axis):
         self.axis = axis
-        return xp_of(x).cumsum(x, axis=axis, dtype=x.dtype)
+        # integers and bools accumulate in int64 (PyTorch)
+        dtype = x.dtype if x.dtype.kind not in "biu" else dtypes.int64
+        return xp_of(x).cumsum(x, axis=axis, dtype=dtype)
 
     def backward(self, g):
         xp = xp_of(g)
@@ -260,6 +264,9 @@ def _maxmin(input, dim, keepdim, mode):
     if dim is None:
         return MaxMin.apply(input, None, False, mode, False)
     axis = norm_dim(dim, input.ndim, mode)
+    if input.ndim == 0:  # dim 0 / -1 of a 0-d tensor: the value itself at index 0
+        values, indices = MaxMin.apply(input.reshape(1), (0,), False, mode, True)
+        return values_indices(values, indices)
     values, indices = MaxMin.apply(input, (axis,), keepdim, mode, True)
     return values_indices(values, indices)
 
@@ -310,6 +317,8 @@ def argmin(input, dim=None, keepdim=False):
 @tensor_method()
 def prod(input, dim=None, keepdim=False):
     axis = None if dim is None else norm_dim(dim, input.ndim, "prod")
+    if input.ndim == 0:
+        axis = None  # a 0-d tensor accepts dim 0 / -1 and has nothing to reduce
     return Prod.apply(input, axis, keepdim)
 
 
@@ -320,7 +329,10 @@ def logsumexp(input, dim, keepdim=False):
 
 @tensor_method()
 def cumsum(input, dim):
-    return Cumsum.apply(input, norm_dim(dim, input.ndim, "cumsum"))
+    axis = norm_dim(dim, input.ndim, "cumsum")
+    if input.ndim == 0:
+        return Cumsum.apply(input.reshape(1), 0).reshape(())
+    return Cumsum.apply(input, axis)
 
 
 @tensor_method()

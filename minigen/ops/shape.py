@@ -14,7 +14,7 @@ import math
 from ..autograd.function import Function
 from ..backend import xp_of
 from ..tensor import Tensor
-from ._util import norm_dim, norm_dims, tensor_method, unbroadcast
+from ._util import add_at, norm_dim, norm_dims, tensor_method, unbroadcast
 
 __all__ = ["reshape", "view", "permute", "transpose", "swapaxes", "t", "contiguous", "expand",
            "broadcast_to", "squeeze", "unsqueeze", "flatten", "unflatten", "cat", "concat",
@@ -182,7 +182,7 @@ class Pad(Function):
             src = _pad_source(xp, n, lo, hi, self.mode)
             moved = xp.moveaxis(g, axis, 0)
             acc = xp.zeros((n,) + moved.shape[1:], dtype=g.dtype)
-            xp.add.at(acc, src, moved)
+            add_at(xp, acc, src, moved)
             g = xp.moveaxis(acc, 0, axis)
         return g
 
@@ -495,10 +495,12 @@ def roll(input, shifts, dims=None):
     if dims is None:
         flat = reshape(input, (-1,))
         return reshape(Roll.apply(flat, shifts, 0), input.shape)
-    if isinstance(shifts, int):
-        shifts, dims = (shifts,), (dims,) if isinstance(dims, int) else tuple(dims)
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"roll: {len(shifts)} shifts for {len(dims)} dims")
     axes = tuple(norm_dim(d, input.ndim, "roll") for d in dims)
-    return Roll.apply(input, tuple(shifts), axes)
+    return Roll.apply(input, shifts, axes)
 
 
 def pad(input, pad, mode="constant", value=0.0):

@@ -1,0 +1,253 @@
+"""The one benchmark harness: warm-up, median of repeats with spread, work → rate, table + JSON.
+
+Every benchmark in this folder measures through ``measure`` and reports through ``Report``:
+
+    rep = Report("op overhead", threads=args.threads)
+    r = rep.add(measure(fn), name="add", provider="minigen", flops=..., bytes=...)
+    rep.print_table(); rep.write_json("benchmarks/results/op_overhead.json")
+
+Timing: ``fn`` is called ``number`` times per repeat (calibrated so one repeat lasts at least
+``min_repeat_s``, which keeps timer resolution out of µs-scale ops), after ``warmup`` untimed
+calls; the statistic is the median per-call time over ``repeats`` repeats, with the inter-
+quartile range and min–max as spread. Rates: GFLOP/s = flops / median, GB/s = bytes / median
+(bytes read + written), and ``% ceiling`` divides by the machine's measured ceilings
+(``ceilings.py``) when they are given.
+
+Threads: ``pin_threads(n)`` must run before numpy is imported for the environment variables
+to take effect; it also applies threadpoolctl (numpy's OpenBLAS, torch's OpenMP) at run time
+and ``torch.set_num_threads`` when PyTorch is importable. Scripts call it first thing.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+# benchmark the working tree's minigen, installed or not
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_REPO, "minigen")) and _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+
+def pin_threads(n: int | None = None) -> dict:
+    """Use ``n`` threads (default: every core) in numpy's BLAS and in PyTorch; say how."""
+    n = n or os.cpu_count() or 1
+    how = []
+    if "numpy" not in sys.modules:
+        for var in _THREAD_VARS:
+            os.environ[var] = str(n)
+        how.append(f"{'/'.join(_THREAD_VARS)}={n} set before importing numpy")
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n)
+        how.append(f"threadpoolctl.threadpool_limits({n})")
+    except ImportError:
+        how.append("threadpoolctl not installed")
+    try:
+        import torch
+        torch.set_num_threads(n)
+        how.append(f"torch.set_num_threads({n})")
+    except ImportError:
+        pass
+    return {"threads": n, "how": "; ".join(how)}
+
+
+def try_import_torch():
+    try:
+        import torch
+        return torch
+    except ImportError:
+        return None
+
+
+def machine() -> dict:
+    """CPU model (from /proc/cpuinfo), core count, library versions."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import numpy as np
+    info = {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "platform": platform.platform()}
+    torch = try_import_torch()
+    if torch is not None:
+        info["torch"] = torch.__version__
+    try:
+        import minigen
+        info["minigen"] = minigen.__version__
+    except ImportError:
+        pass
+    return info
+
+
+class Timing:
+    """Per-call times (seconds) of one measurement and their summary statistics."""
+
+    def __init__(self, per_call: list[float], number: int):
+        self.per_call = sorted(per_call)
+        self.number = number
+        q = statistics.quantiles(self.per_call, n=4) if len(self.per_call) > 1 else \
+            [self.per_call[0]] * 3
+        self.median = statistics.median(self.per_call)
+        self.q25, self.q75 = q[0], q[2]
+        self.min, self.max = self.per_call[0], self.per_call[-1]
+
+    @property
+    def iqr_pct(self) -> float:
+        return 100.0 * (self.q75 - self.q25) / self.median if self.median else 0.0
+
+
+def measure(fn, *, warmup: int = 3, repeats: int = 15, number: int | None = None,
+            min_repeat_s: float = 0.02, sync=None) -> Timing:
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` repeats of ``number`` calls.
+
+    sync: called after each repeat (e.g. a device synchronize) so asynchronous work is counted.
+    """
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    if number is None:  # calibrate: enough calls that one repeat lasts min_repeat_s
+        number = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            if sync:
+                sync()
+            dt = time.perf_counter() - t0
+            if dt >= min_repeat_s or number >= 1 << 20:
+                break
+            number = max(number * 2, int(number * min_repeat_s / max(dt, 1e-9) * 1.2))
+    per_call = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        if sync:
+            sync()
+        per_call.append((time.perf_counter() - t0) / number)
+    return Timing(per_call, number)
+
+
+def _fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.2f} µs"
+    if s < 1:
+        return f"{s * 1e3:.3f} ms"
+    return f"{s:.3f} s"
+
+
+class Report:
+    """Rows of results: printed as a table, saved as JSON with the machine and thread setup."""
+
+    def __init__(self, title: str, threads: dict | None = None, ceilings: dict | None = None,
+                 command: str | None = None):
+        self.title = title
+        self.threads = threads
+        self.ceilings = ceilings or {}
+        self.command = command or " ".join([os.path.basename(sys.executable)] + sys.argv)
+        self.rows: list[dict] = []
+
+    def add(self, timing: Timing, *, name: str, provider: str, flops: float | None = None,
+            bytes: float | None = None, **extra) -> dict:
+        row = {"name": name, "provider": provider, "median_s": timing.median,
+               "q25_s": timing.q25, "q75_s": timing.q75, "min_s": timing.min,
+               "max_s": timing.max, "repeats": len(timing.per_call), "number": timing.number}
+        if flops:
+            row["flops"] = flops
+            row["gflops"] = flops / timing.median / 1e9
+            if self.ceilings.get("sgemm_gflops"):
+                row["pct_ceiling"] = 100.0 * row["gflops"] / self.ceilings["sgemm_gflops"]
+        if bytes:
+            row["bytes"] = bytes
+            row["gbps"] = bytes / timing.median / 1e9
+            if self.ceilings.get("copy_gbps") and "pct_ceiling" not in row:
+                row["pct_ceiling"] = 100.0 * row["gbps"] / self.ceilings["copy_gbps"]
+        row.update(extra)
+        self.rows.append(row)
+        return row
+
+    def add_ratios(self, numerator: str = "minigen", denominator: str = "torch"):
+        """Set ``ratio`` = numerator median / denominator median on rows of the same name."""
+        base = {r["name"]: r["median_s"] for r in self.rows if r["provider"] == denominator}
+        for r in self.rows:
+            if r["provider"] == numerator and r["name"] in base:
+                r["ratio"] = r["median_s"] / base[r["name"]]
+
+    def table(self, markdown: bool = False) -> str:
+        cols = [("name", "workload"), ("provider", "provider"), ("median", "median"),
+                ("spread", "IQR (min–max)")]
+        if any("gflops" in r for r in self.rows):
+            cols.append(("gflops", "GFLOP/s"))
+        if any("gbps" in r for r in self.rows):
+            cols.append(("gbps", "GB/s"))
+        if any("pct_ceiling" in r for r in self.rows):
+            cols.append(("pct_ceiling", "% ceiling"))
+        if any("ratio" in r for r in self.rows):
+            cols.append(("ratio", "minigen/torch"))
+        lines = []
+        for r in self.rows:
+            cells = []
+            for key, _ in cols:
+                if key == "median":
+                    cells.append(_fmt_time(r["median_s"]))
+                elif key == "spread":
+                    cells.append(f"{_fmt_time(r['q25_s'])}–{_fmt_time(r['q75_s'])} "
+                                 f"({_fmt_time(r['min_s'])}–{_fmt_time(r['max_s'])})")
+                elif key in ("gflops", "gbps", "pct_ceiling"):
+                    cells.append(f"{r[key]:.1f}" if key in r else "")
+                elif key == "ratio":
+                    cells.append(f"{r[key]:.2f}×" if key in r else "")
+                else:
+                    cells.append(str(r[key]))
+            lines.append(cells)
+        heads = [h for _, h in cols]
+        if markdown:
+            out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+            out += ["| " + " | ".join(c) + " |" for c in lines]
+            return "\n".join(out)
+        widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h)
+                  for i, h in enumerate(heads)]
+        fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+        out = [f"== {self.title} ==", fmt(heads), fmt(["-" * w for w in widths])]
+        out += [fmt(c) for c in lines]
+        return "\n".join(out)
+
+    def print_table(self):
+        print(self.table(), flush=True)
+
+    def to_dict(self) -> dict:
+        return {"title": self.title, "date": datetime.date.today().isoformat(),
+                "command": self.command, "machine": machine(), "threads": self.threads,
+                "ceilings": self.ceilings, "rows": self.rows}
+
+    def write_json(self, path: str):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+        print(f"wrote {path}")
+
+
+def common_args(description: str):
+    """argparse parser with the options every benchmark script takes."""
+    import argparse
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for numpy's BLAS and PyTorch (default: all cores)")
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--json", default=None, help="where to write the JSON results")
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if importable")
+    p.add_argument("--no-ceilings", action="store_true", help="skip measuring ceilings")
+    return p

