@@ -123,8 +123,10 @@ def randint(low, high=None, size=(), generator=None, dtype=None, device=None):
 
 def randperm(n, generator=None, dtype=None, device=None):
     d = _dev(device)
-    arr = seed_for(d, generator).permutation(n).astype(
-        dtypes.as_dtype(dtype) if dtype is not None else dtypes.int64)
+    rng = seed_for(d, generator)
+    # numpy's Generator has permutation; a generator without it sorts uniform keys instead
+    arr = rng.permutation(n) if hasattr(rng, "permutation") else rng.random(n).argsort()
+    arr = arr.astype(dtypes.as_dtype(dtype) if dtype is not None else dtypes.int64)
     return _finish(arr, d, False)
 
 

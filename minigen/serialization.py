@@ -231,11 +231,14 @@ def load(path, map_location=None):
         header, data_start = _read_header(f, size, path)
         meta = header.pop("__metadata__", None) or {}
         data_len = size - data_start
+        entries = [(name, *_check_entry(name, info, data_len, path))
+                   for name, info in header.items()]
+        spans = sorted((begin, end, name) for name, _, _, begin, end in entries)
+        for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
+            if b1 < e0:
+                raise ValueError(f"load: {path}: tensors '{n0}' and '{n1}' overlap in the file")
         tensors = {}
-        spans = []
-        for name, info in header.items():
-            dt, shape, begin, end = _check_entry(name, info, data_len, path)
-            spans.append((begin, end, name))
+        for name, dt, shape, begin, end in entries:
             arr = np.empty(shape, dtype=dt)
             if end > begin:
                 f.seek(data_start + begin)
@@ -245,21 +248,22 @@ def load(path, map_location=None):
             if _BIG_ENDIAN:  # pragma: no cover - the format is little-endian
                 arr = arr.byteswap()
             tensors[name] = Tensor._wrap(to_device(arr, device), device)
-        spans.sort()
-        for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
-            if b1 < e0:
-                raise ValueError(f"load: {path}: tensors '{n0}' and '{n1}' overlap in the file")
     if TREE_KEY in meta:
         try:
             tree = json.loads(meta[TREE_KEY])
         except json.JSONDecodeError as exc:
             raise ValueError(f"load: {path}: {TREE_KEY} in the metadata is not valid JSON "
                              f"({exc})") from None
-        missing = _tree_tensors(tree) - set(tensors)
+        try:
+            missing = _tree_tensors(tree) - set(tensors)
+            obj = None if missing else _decode(tree, tensors)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"load: {path}: malformed {TREE_KEY} in the metadata "
+                             f"({type(exc).__name__}: {exc})") from None
         if missing:
             raise ValueError(f"load: {path}: the structure refers to tensors missing from the "
                              f"file: {sorted(missing)}")
-        return _decode(tree, tensors)
+        return obj
     return tensors
 
 
@@ -271,9 +275,8 @@ def _tree_tensors(node, out=None):
     elif isinstance(node, dict):
         if "$tensor" in node:
             out.add(node["$tensor"])
-        for key in ("$dict",):
-            for _, v in node.get(key, ()):
-                _tree_tensors(v, out)
+        for _, v in node.get("$dict", ()):
+            _tree_tensors(v, out)
         for v in node.get("$tuple", ()):
             _tree_tensors(v, out)
     return out

@@ -381,6 +381,12 @@ class Tensor:
     def __pos__(self):
         return self
 
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(self.data.shape[0]):
+            yield self[i]
+
     # ------------------------------------------------------------------ printing
     def __repr__(self):
         body = np.array2string(self.__array__(), separator=", ", prefix="tensor(",

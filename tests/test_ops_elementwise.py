@@ -199,6 +199,25 @@ def test_unary_as_methods(name, shape, seed):
     check_op(lambda t: getattr(t, name)(), ref, [gen(seed, shape)])
 
 
+@pytest.mark.parametrize("name", ["exp", "exp2", "log", "log2", "log1p", "expm1", "sqrt",
+                                  "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "silu",
+                                  "logsigmoid", "erf", "gelu", "softplus", "elu", "mish"])
+def test_math_on_integer_tensors_gives_float32(name):
+    fn, ref, _ = UNARY[name]
+    ints = np.array([1, 2, 3])
+    out = fn(mg.tensor(ints))
+    assert out.dtype == mg.float32
+    np.testing.assert_allclose(out.numpy(), ref(ints.astype(np.float64)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["neg", "abs", "sign", "relu", "floor", "round"])
+def test_integer_preserving_unary_ops(name):
+    fn, ref, _ = UNARY[name]
+    ints = np.array([-2, 0, 3])
+    out = fn(mg.tensor(ints))
+    assert out.dtype == mg.int64 and out.tolist() == ref(ints).tolist()
+
+
 def test_abs_operator_and_grad_at_zero():
     check_op(lambda t: abs(t), np.abs, [np.array([-1.5, 2.0, 0.25])])
     x = mg.tensor([0.0, -1.0, 2.0], dtype=mg.float64, requires_grad=True)

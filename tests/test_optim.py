@@ -34,7 +34,7 @@ def _grads(shape, steps, seed=0):
 
 
 def _run(opt_cls, theta0, grads, **kw):
-    """Apply ``opt_cls`` to one parameter fed the given gradient sequence; params after each step."""
+    """Apply ``opt_cls`` to one parameter fed the given gradients; its values after each step."""
     p = nn.Parameter(mg.tensor(theta0.copy()))
     opt = opt_cls([p], **kw)
     out = []
@@ -313,7 +313,8 @@ def test_optimizer_load_state_dict_validates_and_casts():
         optim.Adam([{"params": [a]}, {"params": [b]}]).load_state_dict(sd)
     with pytest.raises(ValueError, match="doesn't match the size"):
         optim.Adam([a]).load_state_dict(sd)
-    a64, b64 = nn.Parameter(mg.zeros(2, dtype=mg.float64)), nn.Parameter(mg.zeros(3, dtype=mg.float64))
+    a64 = nn.Parameter(mg.zeros(2, dtype=mg.float64))
+    b64 = nn.Parameter(mg.zeros(3, dtype=mg.float64))
     opt64 = optim.Adam([a64, b64], lr=0.5)
     opt64.load_state_dict(sd)
     st = opt64.state[a64]
@@ -410,7 +411,8 @@ def test_schedulers_match_torch():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
 
     T = torch.optim.lr_scheduler
-    both(lambda o: lr_scheduler.CosineAnnealingLR(o, 7, 0.01), lambda o: T.CosineAnnealingLR(o, 7, 0.01), 8)
+    both(lambda o: lr_scheduler.CosineAnnealingLR(o, 7, 0.01),
+         lambda o: T.CosineAnnealingLR(o, 7, 0.01), 8)
     both(lambda o: lr_scheduler.LinearLR(o, 0.1, 1.0, 5), lambda o: T.LinearLR(o, 0.1, 1.0, 5))
     both(lambda o: lr_scheduler.StepLR(o, 3, 0.5), lambda o: T.StepLR(o, 3, 0.5))
     both(lambda o: lr_scheduler.ExponentialLR(o, 0.8), lambda o: T.ExponentialLR(o, 0.8))

@@ -198,6 +198,8 @@ def _write_raw(path, header, data=b"", raw_len=None):
     ({"__metadata__": {"k": 1}}, b"", "strings"),
     ({"__metadata__": {"minigen.tree": "{not json"}}, b"", "not valid JSON"),
     ({"__metadata__": {"minigen.tree": '{"$tensor": "gone"}'}}, b"", "missing"),
+    ({"__metadata__": {"minigen.tree": '{"$dict": [1, 2]}'}}, b"", "malformed"),
+    ({"__metadata__": {"minigen.tree": '{"$what": 1}'}}, b"", "malformed"),
 ])
 def test_corrupted_headers(tmp_path, header, data, match):
     path = _write_raw(tmp_path / "bad.safetensors", header, data)

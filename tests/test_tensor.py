@@ -237,6 +237,14 @@ def test_dlpack_round_trip_is_zero_copy():
     assert x.__dlpack_device__()[0] == 1  # kDLCPU
 
 
+def test_iteration_yields_views_of_rows():
+    x = mg.tensor([[1.0, 2.0], [3.0, 4.0]])
+    rows = list(x)
+    assert len(rows) == 2 and rows[1].tolist() == [3.0, 4.0]
+    rows[0].mul_(10)
+    assert x.tolist()[0] == [10.0, 20.0]
+
+
 def test_shape_helpers():
     x = mg.zeros(2, 3, 4)
     assert x.shape == (2, 3, 4) and x.size() == (2, 3, 4) and x.size(-1) == 4

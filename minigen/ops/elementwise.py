@@ -602,26 +602,40 @@ def _unary(cls, doc):
     return fn
 
 
+def _float_unary(cls, doc):
+    """A math function: integer and bool tensors compute in the default float dtype (PyTorch)."""
+    def fn(input):
+        if input.data.dtype.kind in "biu":
+            input = input.to(dtypes.get_default_dtype())
+        return cls.apply(input)
+    fn.__doc__ = doc
+    return fn
+
+
+def _as_float(input):
+    return input.to(dtypes.get_default_dtype()) if input.data.dtype.kind in "biu" else input
+
+
 neg = tensor_method("neg", "__neg__", "negative")(_unary(Neg, "−x"))
-exp = tensor_method("exp")(_unary(Exp, "e^x"))
-exp2 = tensor_method("exp2")(_unary(Exp2, "2^x"))
-log = tensor_method("log")(_unary(Log, "ln x"))
-log2 = tensor_method("log2")(_unary(Log2, "log₂ x"))
-log1p = tensor_method("log1p")(_unary(Log1p, "ln(1 + x), accurate for small x"))
-expm1 = tensor_method("expm1")(_unary(Expm1, "e^x − 1, accurate for small x"))
-sqrt = tensor_method("sqrt")(_unary(Sqrt, "√x"))
-rsqrt = tensor_method("rsqrt")(_unary(Rsqrt, "1/√x"))
+exp = tensor_method("exp")(_float_unary(Exp, "e^x"))
+exp2 = tensor_method("exp2")(_float_unary(Exp2, "2^x"))
+log = tensor_method("log")(_float_unary(Log, "ln x"))
+log2 = tensor_method("log2")(_float_unary(Log2, "log₂ x"))
+log1p = tensor_method("log1p")(_float_unary(Log1p, "ln(1 + x), accurate for small x"))
+expm1 = tensor_method("expm1")(_float_unary(Expm1, "e^x − 1, accurate for small x"))
+sqrt = tensor_method("sqrt")(_float_unary(Sqrt, "√x"))
+rsqrt = tensor_method("rsqrt")(_float_unary(Rsqrt, "1/√x"))
 abs = tensor_method("abs", "__abs__")(_unary(Abs, "|x|; gradient sign(x) (0 at 0)"))
 sign = tensor_method("sign")(_unary(Sign, "sign(x)"))
-reciprocal = tensor_method("reciprocal")(_unary(Reciprocal, "1/x"))
-sin = tensor_method("sin")(_unary(Sin, "sin x"))
-cos = tensor_method("cos")(_unary(Cos, "cos x"))
-tanh = tensor_method("tanh")(_unary(Tanh, "tanh x"))
-sigmoid = tensor_method("sigmoid")(_unary(Sigmoid, "1 / (1 + e^{−x})"))
+reciprocal = tensor_method("reciprocal")(_float_unary(Reciprocal, "1/x"))
+sin = tensor_method("sin")(_float_unary(Sin, "sin x"))
+cos = tensor_method("cos")(_float_unary(Cos, "cos x"))
+tanh = tensor_method("tanh")(_float_unary(Tanh, "tanh x"))
+sigmoid = tensor_method("sigmoid")(_float_unary(Sigmoid, "1 / (1 + e^{−x})"))
 relu = tensor_method("relu")(_unary(Relu, "max(x, 0)"))
-silu = tensor_method("silu")(_unary(Silu, "x σ(x)"))
-logsigmoid = _unary(LogSigmoid, "log σ(x), stable")
-erf = tensor_method("erf")(_unary(Erf, "error function"))
+silu = tensor_method("silu")(_float_unary(Silu, "x σ(x)"))
+logsigmoid = _float_unary(LogSigmoid, "log σ(x), stable")
+erf = tensor_method("erf")(_float_unary(Erf, "error function"))
 
 
 @tensor_method()
@@ -633,17 +647,17 @@ def leaky_relu(input, negative_slope=0.01):
 def gelu(input, approximate="none"):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return Gelu.apply(input, approximate)
+    return Gelu.apply(_as_float(input), approximate)
 
 
 @tensor_method()
 def softplus(input, beta=1.0, threshold=20.0):
-    return Softplus.apply(input, beta, threshold)
+    return Softplus.apply(_as_float(input), beta, threshold)
 
 
 @tensor_method()
 def elu(input, alpha=1.0):
-    return Elu.apply(input, alpha)
+    return Elu.apply(_as_float(input), alpha)
 
 
 def mish(input):

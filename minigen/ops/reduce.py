@@ -282,14 +282,24 @@ def min(input, dim=None, keepdim=False):
     return _maxmin(input, dim, keepdim, "min")
 
 
+def _check_nonempty(input, axes, op):
+    if input.data.size == 0 and (axes is None or builtins.any(input.shape[a] == 0 for a in axes)):
+        raise RuntimeError(f"{op}: reduction over an empty dimension of shape "
+                           f"{tuple(input.shape)} has no identity")
+
+
 @tensor_method()
 def amax(input, dim=None, keepdim=False):
-    return MaxMin.apply(input, norm_dims(dim, input.ndim, "amax"), keepdim, "max", False)
+    axes = norm_dims(dim, input.ndim, "amax")
+    _check_nonempty(input, axes, "amax")
+    return MaxMin.apply(input, axes, keepdim, "max", False)
 
 
 @tensor_method()
 def amin(input, dim=None, keepdim=False):
-    return MaxMin.apply(input, norm_dims(dim, input.ndim, "amin"), keepdim, "min", False)
+    axes = norm_dims(dim, input.ndim, "amin")
+    _check_nonempty(input, axes, "amin")
+    return MaxMin.apply(input, axes, keepdim, "min", False)
 
 
 class _Arg(Function):

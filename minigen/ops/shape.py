@@ -210,7 +210,7 @@ class Diagonal(Function):
         xp = xp_of(g)
         out = xp.zeros(self.shape, dtype=g.dtype)
         view = xp.diagonal(out, *self.args)
-        if hasattr(view, "flags") and not view.flags.writeable:
+        if not getattr(view.flags, "writeable", True):  # numpy's diagonal view is read-only
             view.setflags(write=True)
         view[...] = g
         return out
@@ -235,8 +235,8 @@ def reshape(input, *shape):
     shape = _shape_arg(shape)
     n = input.data.size
     known = math.prod(s for s in shape if s != -1)
-    if shape.count(-1) > 1 or (-1 in shape and (known == 0 or n % known)) or (
-            -1 not in shape and known != n):
+    if shape.count(-1) > 1 or builtins.any(s < -1 for s in shape) or (
+            -1 in shape and (known == 0 or n % known)) or (-1 not in shape and known != n):
         raise RuntimeError(f"reshape: shape {shape} is invalid for a tensor of {n} elements "
                            f"(shape {tuple(input.shape)})")
     if shape == input.data.shape:
@@ -389,6 +389,8 @@ def cat(tensors, dim=0):
         raise RuntimeError("cat: expected a non-empty list of tensors")
     first = tensors[0]
     nd = first.ndim
+    if nd == 0:
+        raise RuntimeError("cat: zero-dimensional tensors cannot be concatenated; use stack")
     axis = norm_dim(dim, nd, "cat")
     dt = first.dtype
     from .. import dtypes

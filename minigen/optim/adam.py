@@ -43,7 +43,8 @@ class Adam(Optimizer):
         self._scratch: dict = {}
 
     def _tmp(self, like):
-        key = (like.shape, like.dtype.str, id(xp_of(like)), getattr(like, "device", None))
+        gpu = getattr(getattr(like, "device", None), "id", None)  # cupy: the GPU ordinal
+        key = (like.shape, like.dtype.str, id(xp_of(like)), gpu)
         buf = self._scratch.get(key)
         if buf is None:
             buf = self._scratch[key] = xp_of(like).empty(like.shape, like.dtype)
