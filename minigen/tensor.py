@@ -337,24 +337,35 @@ class Tensor:
         return self._inplace_from(lambda a: a.clamp(min, max))
 
     def copy_(self, src):
+        """Write ``src`` (broadcast, cast, moved to this device) into self. Recorded, the
+        gradient flows to ``src``; the old values of self get none."""
         src_t = src if isinstance(src, Tensor) else tensor(src, device=self._device)
-        from .ops.shape import broadcast_to
-        return self._inplace_from(
-            lambda a, s: broadcast_to(s.to(a.device, a.dtype), a.shape) + a * 0, src_t)
-
-    def zero_(self):
-        self._check_inplace()
-        if self.requires_grad and STATE.grad_enabled:
-            return self.mul_(0)
-        self.data[...] = 0
+        if self._check_inplace() and (self.requires_grad or src_t.requires_grad):
+            from .ops.shape import broadcast_to
+            # the new values never read the old ones (a * 0 would turn inf/NaN garbage into NaN)
+            return self._inplace_from(
+                lambda a, s: broadcast_to(s.to(a.device, a.dtype), a.shape).clone(), src_t)
+        data = to_device(src_t.data, self._device)
+        try:
+            array_module(self._device).copyto(self.data, data, casting="unsafe")
+        except ValueError as exc:
+            raise RuntimeError(f"copy_: source of shape {tuple(src_t.shape)} does not broadcast "
+                               f"to the tensor's shape {tuple(self.shape)} ({exc})") from None
         self._vc[0] += 1
         return self
+
+    def zero_(self):
+        return self.fill_(0)
 
     def fill_(self, value):
         self._check_inplace()
         if self.requires_grad and STATE.grad_enabled:
-            return self._inplace_from(lambda a: a * 0 + value)
-        self.data[...] = value
+            from .ops.elementwise import where
+            # select the value everywhere: zero gradient to the old values, no NaN from inf * 0
+            return self._inplace_from(lambda a: where(
+                Tensor._wrap(array_module(a._device).zeros(a.shape, dtype=bool), a._device),
+                a, value))
+        self.data[...] = value.data if isinstance(value, Tensor) else value
         self._vc[0] += 1
         return self
 
@@ -375,7 +386,8 @@ class Tensor:
             self.data[idx] = value.data
         except (IndexError, ValueError, TypeError) as exc:
             raise RuntimeError(f"index assignment of a value of shape {tuple(value.shape)} at "
-                               f"{_show(idx)} into shape {tuple(self.shape)} failed: {exc}") from None
+                               f"{_show(idx)} into shape {tuple(self.shape)} failed: "
+                               f"{exc}") from None
         self._vc[0] += 1
 
     def __pos__(self):

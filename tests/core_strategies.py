@@ -58,12 +58,6 @@ def small_ints(seed, shape, low=-2, high=3):
     return np.random.default_rng(seed).integers(low, high, shape).astype(np.float64)
 
 
-def dims_for(ndim):
-    """A strategy for one valid dim (negative allowed) of an ndim-tensor."""
-    n = max(ndim, 1)
-    return st.integers(-n, n - 1)
-
-
 @st.composite
 def dim_tuples(draw, ndim):
     """None, one dim, or a tuple of distinct dims (some negative)."""

@@ -360,6 +360,39 @@ def test_inplace_clamp_fill_zero_copy():
     check_op(fn, lambda a, b: np.clip(a, -0.5, 0.5) + 2.0, [x, x + 1])
 
 
+def test_copy_fill_zero_do_not_read_old_values():
+    t = mg.tensor([np.nan, np.inf, -np.inf])  # e.g. garbage from mg.empty
+    t.copy_(mg.tensor([1.0, 2.0, 3.0]))
+    assert t.tolist() == [1.0, 2.0, 3.0]
+    t.copy_(mg.tensor([np.nan]))
+    t.copy_(5.0)  # broadcast python scalar
+    assert t.tolist() == [5.0] * 3
+    w = leaf([1.0, 2.0])
+    h = w * mg.tensor([1.0, np.nan], dtype=mg.float64)
+    h.copy_(w * 3)
+    assert h.tolist() == [3.0, 6.0]
+    h.sum().backward()
+    assert w.grad.tolist() == [3.0, 3.0]  # the NaN path was overwritten and carries nothing
+    for make in (lambda h: h.zero_(), lambda h: h.fill_(2.0)):
+        h = mg.tensor([np.inf, np.nan], dtype=mg.float64) + w
+        make(h)
+        assert np.isfinite(h.detach().numpy()).all() and h.requires_grad
+
+
+def test_inplace_after_saved_output_raises():
+    x = leaf([1.0, 2.0])
+    h = x.exp()  # Exp saves its output, which add_ overwrites
+    h.add_(1)
+    with pytest.raises(RuntimeError, match="Exp"):
+        h.sum().backward()
+
+
+def test_backward_on_a_leaf_root():
+    x = leaf([1.0, 2.0])
+    x.backward(gradient=mg.tensor([3.0, 4.0], dtype=mg.float64))
+    assert x.grad.tolist() == [3.0, 4.0]
+
+
 def test_inplace_on_plain_tensor_with_grad_argument():
     buf = mg.zeros(3, dtype=mg.float64)
     w = leaf([1.0, 2.0, 3.0])

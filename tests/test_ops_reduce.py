@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minigen as mg
-from core_strategies import distinct, dim_tuples, normal, np_axes, positive, seeds, shapes, small_ints
+from core_strategies import (distinct, dim_tuples, normal, np_axes, positive, seeds, shapes,
+                             small_ints)
 from op_check import check_op
 
 
@@ -23,15 +24,11 @@ def shape_and_dim(draw, min_dims=1, max_dims=3):
     return shape, draw(st.integers(-n, n - 1))
 
 
-def _axis(dim, ndim):
-    return np_axes(dim, ndim)
-
-
 # ---------------------------------------------------------------------- sum / mean
 @given(sd=shape_and_dims(), keepdim=st.booleans(), seed=seeds)
 def test_sum(sd, keepdim, seed):
     shape, dim = sd
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
     check_op(lambda t: mg.sum(t, dim, keepdim), lambda x: np.sum(x, axis=ax, keepdims=keepdim),
              [normal(seed, shape)])
     check_op(lambda t: t.sum(dim=dim, keepdim=keepdim),
@@ -52,7 +49,7 @@ def test_sum_dtypes():
 @given(sd=shape_and_dims(), keepdim=st.booleans(), seed=seeds)
 def test_mean(sd, keepdim, seed):
     shape, dim = sd
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
     check_op(lambda t: mg.mean(t, dim, keepdim), lambda x: np.mean(x, axis=ax, keepdims=keepdim),
              [normal(seed, shape)])
 
@@ -62,7 +59,7 @@ def test_mean(sd, keepdim, seed):
        unbiased=st.sampled_from([None, True, False]), seed=seeds)
 def test_var_std(sd, keepdim, unbiased, seed):
     shape, dim = sd
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
     n = np.prod([shape[a] for a in np.atleast_1d(ax)]) if ax is not None else np.prod(shape)
     ddof = 0 if unbiased is False else 1
     if n - ddof <= 0:
@@ -92,7 +89,7 @@ def test_var_of_one_element_unbiased_is_nan():
 @given(sd=shape_and_dims(min_dims=1), seed=seeds)
 def test_var_mean_std_mean(sd, seed):
     shape, dim = sd
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
     x = normal(seed, shape)
     check_op(lambda t: mg.var_mean(t, dim, unbiased=False),
              lambda a: (np.var(a, axis=ax), np.mean(a, axis=ax)), [x])
@@ -125,7 +122,7 @@ def test_max_min_dim_values_and_indices(sd, keepdim, seed):
 @given(sd=shape_and_dims(), keepdim=st.booleans(), seed=seeds)
 def test_amax_amin(sd, keepdim, seed):
     shape, dim = sd
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
     x = distinct(seed, shape)
     check_op(lambda t: mg.amax(t, dim, keepdim), lambda a: np.amax(a, axis=ax, keepdims=keepdim),
              [x])
@@ -182,7 +179,7 @@ def test_prod(sd, keepdim, zeros, seed):
     flat = x.reshape(-1)
     rng = np.random.default_rng(seed)
     flat[rng.choice(flat.size, min(zeros, flat.size), replace=False)] = 0.0  # one or two zeros
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
     check_op(lambda t: mg.prod(t, dim, keepdim), lambda a: np.prod(a, axis=ax, keepdims=keepdim),
              [x])
     check_op(mg.prod, np.prod, [x])
@@ -198,7 +195,7 @@ def test_prod_gradient_with_single_zero():
 @given(sd=shape_and_dims(min_dims=1), keepdim=st.booleans(), seed=seeds)
 def test_logsumexp(sd, keepdim, seed):
     shape, dim = sd
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
 
     def ref(a):
         return np.log(np.sum(np.exp(a), axis=ax, keepdims=keepdim))
@@ -251,7 +248,7 @@ def test_softmax_extreme_values():
 @given(sd=shape_and_dims(min_dims=1), keepdim=st.booleans(), seed=seeds)
 def test_norm(p, sd, keepdim, seed):
     shape, dim = sd
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
     x = distinct(seed, shape) + 0.13  # no zeros (|x| kink), no ties (inf-norm)
 
     def ref(a):
@@ -265,7 +262,7 @@ def test_norm(p, sd, keepdim, seed):
 @given(sd=shape_and_dims(), keepdim=st.booleans(), seed=seeds)
 def test_all_any(sd, keepdim, seed):
     shape, dim = sd
-    ax = _axis(dim, len(shape))
+    ax = np_axes(dim, len(shape))
     x = normal(seed, shape) > -0.5
     check_op(lambda t: mg.all(t, dim, keepdim), lambda a: np.all(a, axis=ax, keepdims=keepdim), [x])
     check_op(lambda t: t.any(dim, keepdim), lambda a: np.any(a, axis=ax, keepdims=keepdim), [x])
