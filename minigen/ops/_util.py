@@ -53,6 +53,8 @@ def broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
 
 def norm_dim(dim: int, ndim: int, op: str = "op") -> int:
     """A dim in [-ndim, ndim) as a non-negative int, or a clear IndexError."""
+    if type(dim) is int and -ndim <= dim < ndim:  # fast path (0-d tensors take the slow one)
+        return dim + ndim if dim < 0 else dim
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
         raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
     n = builtins.max(ndim, 1)

@@ -13,7 +13,8 @@ from ..autograd.function import Function
 from ..backend import xp_of
 from ..tensor import Tensor
 from ._util import add_at as _add_at, norm_dim, same_dtype, tensor_method
-from .shape import _as_view
+from .shape import _as_view, _plain_view
+from ..autograd.grad_mode import STATE
 
 __all__ = ["gather", "scatter_add", "scatter", "index_select", "masked_fill", "one_hot",
            "take_along_dim", "nonzero", "masked_select"]
@@ -99,6 +100,13 @@ class IndexPut(Function):
 
 @tensor_method("__getitem__")
 def _getitem(input, index):
+    if type(index) in (int, slice) and not (input.requires_grad and STATE.grad_enabled):
+        try:  # fast path: one int or slice, nothing to record
+            out = input.data[index]
+        except IndexError:
+            out = None  # the general path below raises the descriptive error
+        if type(out) is type(input.data):
+            return _plain_view(out, input)
     idx = _unwrap_index(index)
     # basic indexing (ints, slices, also a 0-d integer array) returns a view of the same memory
     return _as_view(GetItem.apply(input, idx), input)

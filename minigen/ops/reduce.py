@@ -39,6 +39,8 @@ class Sum(Function):
 
     def forward(self, x, axes, keepdim, dtype):
         self.shape, self.axes, self.keepdim, self.dtype = x.shape, axes, keepdim, x.dtype
+        if axes is None and not keepdim and dtype is None:
+            return x.sum()  # numpy's quickest path for the full reduction
         return x.sum(axis=axes, keepdims=keepdim, dtype=dtype)
 
     def backward(self, g):

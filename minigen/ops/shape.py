@@ -12,6 +12,7 @@ import builtins
 import math
 
 from ..autograd.function import Function
+from ..autograd.grad_mode import STATE
 from ..backend import xp_of
 from ..tensor import Tensor
 from ._util import add_at, norm_dim, norm_dims, tensor_method, unbroadcast
@@ -24,17 +25,32 @@ __all__ = ["reshape", "view", "permute", "transpose", "swapaxes", "t", "contiguo
 
 
 def _as_view(out: Tensor, src: Tensor) -> Tensor:
-    """Mark ``out`` as a view of ``src`` when their memory overlaps."""
-    if xp_of(out.data).may_share_memory(out.data, src.data):
+    """Mark ``out`` as a view of ``src`` when it shares src's memory.
+
+    numpy and cupy point a view's ``.base`` at the array that owns the memory, so comparing
+    owners is exact and costs two attribute reads (this runs on every reshape/permute/index).
+    """
+    ob = out.data.base
+    if ob is not None and (ob is src.data or ob is src.data.base):
         out._vc = src._vc
         out._base = src._base if src._base is not None else src
     return out
 
 
+def _plain_view(array, src: Tensor) -> Tensor:
+    """A view of ``src`` made without a graph node (nothing to record): the fast path of
+    reshape/permute/indexing when ``src`` needs no gradient."""
+    return _as_view(Tensor._wrap(array, src._device), src)
+
+
+def _records(t: Tensor) -> bool:
+    return t.requires_grad and STATE.grad_enabled
+
+
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
+        shape = shape[0]
+    return tuple(map(int, shape))
 
 
 class Reshape(Function):
@@ -52,11 +68,14 @@ class Permute(Function):
     saves_inputs = False
 
     def forward(self, x, perm):
-        self.inv = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+        self.perm = perm
         return x.transpose(perm)
 
     def backward(self, g):
-        return g.transpose(self.inv)
+        inv = [0] * len(self.perm)  # the inverse permutation: inv[perm[i]] = i
+        for i, p in enumerate(self.perm):
+            inv[p] = i
+        return g.transpose(inv)
 
 
 class Expand(Function):
@@ -234,6 +253,12 @@ class Tri(Function):
 def reshape(input, *shape):
     shape = _shape_arg(shape)
     n = input.data.size
+    if shape == input.data.shape:
+        return input
+    if -1 not in shape and math.prod(shape) == n and (not shape or min(shape) >= 0):
+        if not _records(input):  # the common, valid case
+            return _plain_view(input.data.reshape(shape), input)
+        return _as_view(Reshape.apply(input, shape), input)
     known = math.prod(s for s in shape if s != -1)
     if shape.count(-1) > 1 or builtins.any(s < -1 for s in shape) or (
             -1 in shape and (known == 0 or n % known)) or (-1 not in shape and known != n):
@@ -276,9 +301,13 @@ def permute(input, *dims):
 def transpose(input, dim0, dim1):
     nd = input.ndim
     d0, d1 = norm_dim(dim0, nd, "transpose"), norm_dim(dim1, nd, "transpose")
+    if nd == 0:
+        return input
     perm = list(range(nd))
     perm[d0], perm[d1] = perm[d1], perm[d0]
-    return permute(input, perm) if nd else input
+    if not _records(input):
+        return _plain_view(input.data.transpose(perm), input)
+    return _as_view(Permute.apply(input, tuple(perm)), input)
 
 
 swapaxes = transpose
