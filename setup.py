@@ -111,6 +111,30 @@ def _generator() -> tuple[list[str], str]:
     return [], "default"
 
 
+def _replace_file(src: Path, dst: Path) -> None:
+    """Copy src to dst through a temporary file and an atomic rename."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _stale_cache(build_dir: Path, sourcedir: Path, generator_args: list[str]) -> str | None:
+    """Why the CMake cache in build_dir cannot be reused (CMake refuses a cache made for
+    another source directory or generator), or None. Another CMake version is fine."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.exists():
+        return None
+    entries = dict(re.findall(r"^(CMAKE_HOME_DIRECTORY|CMAKE_GENERATOR):INTERNAL=(.*)$",
+                              cache.read_text(errors="replace"), re.M))
+    home = entries.get("CMAKE_HOME_DIRECTORY")
+    if home and Path(home).resolve() != sourcedir.resolve():
+        return f"its cache was made for the sources in {home}"
+    if generator_args and entries.get("CMAKE_GENERATOR") not in (None, generator_args[1]):
+        return f"its cache was made by the generator {entries['CMAKE_GENERATOR']!r}"
+    return None
+
+
 class CMakeExtension(Extension):
     """An extension whose sources CMake compiles: setuptools only sees the finished module."""
 
@@ -155,17 +179,17 @@ class CMakeBuild(build_ext):
         jobs = self.parallel or os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or os.cpu_count()
         build = [cmake, "--build", str(build_dir), "--config", config, "-j", str(jobs or 1)]
 
+        stale = _stale_cache(build_dir, ext.sourcedir, generator_args)
+        if stale:
+            print(f"minigen: emptying {build_dir}: {stale}", file=sys.stderr)
+            shutil.rmtree(build_dir)
         build_dir.mkdir(parents=True, exist_ok=True)
         if subprocess.run(configure, check=False).returncode != 0:
-            if not (build_dir / "CMakeCache.txt").exists():
-                self._configure_failed(build_dir)
-            # A cache left by another CMake, generator or Python: start again from scratch.
-            print(f"minigen: CMake configure failed with the cached state in {build_dir}; "
-                  "retrying from an empty build directory", file=sys.stderr)
-            shutil.rmtree(build_dir)
-            build_dir.mkdir(parents=True)
-            if subprocess.run(configure, check=False).returncode != 0:
-                self._configure_failed(build_dir)
+            _fail(f"CMake could not configure the C++ extension (build directory {build_dir})",
+                  "read the lines starting with 'minigen:' above (they name what is missing: "
+                  "C++ compiler, Python headers, pybind11, OpenMP); rerun with pip install -v "
+                  f"to see CMake's whole output, or delete {build_dir} if it is left from "
+                  "another setup")
         self._warn_if_single_threaded(build_dir)
         if subprocess.run(build, check=False).returncode != 0:
             _fail(f"compiling the C++ extension failed (build directory {build_dir})",
@@ -178,18 +202,19 @@ class CMakeBuild(build_ext):
             _fail(f"CMake did not produce {built.name} in {lib_dir} (found: {found})",
                   "the Python that builds must be the Python that CMake configured for; "
                   f"delete {build_dir} and build again")
-        target = Path(self.get_ext_fullpath(ext.name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(built, target)
+        _replace_file(built, Path(self.get_ext_fullpath(ext.name)))
         print(f"minigen: built {ext.name} in {time.perf_counter() - started:.1f} s "
               f"({build_dir.relative_to(ROOT)})", file=sys.stderr)
 
-    @staticmethod
-    def _configure_failed(build_dir: Path) -> None:
-        _fail(f"CMake could not configure the C++ extension (build directory {build_dir})",
-              "read the lines starting with 'minigen:' above (they name what is missing: C++ "
-              "compiler, Python headers, pybind11, OpenMP); rerun with pip install -v to see "
-              "CMake's whole output")
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        """Used by setuptools to copy the module into minigen/ (editable, --inplace): replace
+        the file instead of rewriting it, so a Python process that has the old module loaded
+        keeps its copy instead of crashing."""
+        target = Path(outfile)
+        if target.is_dir():
+            target = target / Path(infile).name
+        _replace_file(Path(infile), target)
+        return str(target), True
 
     @staticmethod
     def _warn_if_single_threaded(build_dir: Path) -> None:
@@ -223,8 +248,6 @@ PACKAGES = (find_packages(include=["minigen", "minigen.*"])
 KERNEL_SOURCES = ["*.cu", "*.cuh", "**/*.cu", "**/*.cuh"]  # raw CUDA, compiled by CuPy at runtime
 
 TRAIN = ["tqdm", "pillow"]  # the CLI's training commands: progress bars, sample grids
-TRITON = ('triton; platform_system == "Linux" and '
-          '(platform_machine == "x86_64" or platform_machine == "aarch64")')
 
 setup(
     name="minigen",
@@ -241,7 +264,9 @@ setup(
     cmdclass={"build_ext": CMakeBuild},
     install_requires=["numpy"],
     extras_require={
-        "dev": ["pytest", "hypothesis", "safetensors", TRITON, *TRAIN],
+        # triton joins dev with the kernel layer, whose Triton kernels the tests run through
+        # the interpreter; until then it would only add a ~290 MB download to every CI run.
+        "dev": ["pytest", "hypothesis", "safetensors", "ml_dtypes", *TRAIN],
         "train": TRAIN,
         "gpu": ["cupy-cuda12x"],
         "viz": ["pillow"],

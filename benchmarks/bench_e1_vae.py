@@ -19,7 +19,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Report, common_args, measure, pin_threads, try_import_torch  # noqa: E402
+from harness import (Report, common_args, measure, pin_threads, start,  # noqa: E402
+                     try_import_torch)
 
 BATCH = 128
 LAYERS = [(784, 512), (512, 20), (512, 20), (20, 512), (512, 784)]
@@ -144,14 +145,13 @@ def main():
     p.add_argument("--profile", action="store_true", help="cProfile minigen's training step")
     args = p.parse_args()
     threads = pin_threads(args.threads)
-    ceilings = {}
+    report = Report("E1 MLP-VAE training step, batch 128, float32", threads=threads)
+    start(report, args)
     if not args.no_ceilings:
         from ceilings import measure_ceilings
-        ceilings = measure_ceilings(None, use_torch=not args.no_torch)
-        print(f"ceilings: sgemm {ceilings['sgemm_gflops']:.1f} GFLOP/s (numpy BLAS), "
-              f"copy {ceilings['copy_gbps']:.1f} GB/s")
-    report = Report("E1 MLP-VAE training step, batch 128, float32", threads=threads,
-                    ceilings=ceilings)
+        report.ceilings = measure_ceilings(None, use_torch=not args.no_torch)
+        print(f"ceilings: sgemm {report.ceilings['sgemm_gflops']:.1f} GFLOP/s (numpy BLAS), "
+              f"copy {report.ceilings['copy_gbps']:.1f} GB/s")
     run(args, report)
     report.print_table()
     print(f"threads: {threads['how']}")

@@ -14,7 +14,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Report, common_args, measure, pin_threads, try_import_torch  # noqa: E402
+from harness import (Report, common_args, measure, pin_threads, start,  # noqa: E402
+                     try_import_torch)
 
 
 def op_table(lib):
@@ -83,6 +84,7 @@ def main():
     args = common_args(__doc__.splitlines()[0]).parse_args()
     threads = pin_threads(args.threads)
     report = Report("per-op overhead, 4×4 float32", threads=threads)
+    start(report, args)
     run(args, report)
     # rows of one workload together, minigen first
     first = {}

@@ -12,7 +12,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Report, common_args, measure, pin_threads, try_import_torch  # noqa: E402
+from harness import (Report, common_args, measure, pin_threads, start,  # noqa: E402
+                     try_import_torch)
 
 GEMM_N = 2048
 COPY_BYTES = 256 * 2 ** 20
@@ -59,6 +60,7 @@ def main():
     args = common_args(__doc__.splitlines()[0]).parse_args()
     threads = pin_threads(args.threads)
     rep = Report("machine ceilings", threads=threads)
+    start(rep, args)
     ceil = measure_ceilings(rep, use_torch=not args.no_torch, repeats=min(args.repeats, 9))
     rep.ceilings = ceil
     rep.print_table()

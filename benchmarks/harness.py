@@ -2,7 +2,8 @@
 
 Every benchmark in this folder measures through ``measure`` and reports through ``Report``:
 
-    rep = Report("op overhead", threads=args.threads)
+    args = common_args("...").parse_args(); threads = pin_threads(args.threads)
+    rep = Report("op overhead", threads=threads); start(rep, args)
     r = rep.add(measure(fn), name="add", provider="minigen", flops=..., bytes=...)
     rep.print_table(); rep.write_json("benchmarks/results/op_overhead.json")
 
@@ -56,6 +57,37 @@ def pin_threads(n: int | None = None) -> dict:
     except ImportError:
         pass
     return {"threads": n, "how": "; ".join(how)}
+
+
+def cpu_busy(interval: float = 0.5) -> float | None:
+    """Fraction of all cores busy over ``interval`` seconds (from /proc/stat), or None.
+
+    Benchmarks on a shared machine record this before they start: other processes on a
+    2-core machine slow multithreaded BLAS (and PyTorch's spinning OpenMP threads) a lot.
+    """
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+    try:
+        t0, i0 = read()
+        time.sleep(interval)
+        t1, i1 = read()
+    except (OSError, ValueError):
+        return None
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 0.15) -> float | None:
+    """Wait (up to ``max_wait_s``) until the machine is less than ``threshold`` busy; return
+    the last busy fraction seen (recorded in the JSON as ``background_busy``)."""
+    deadline = time.time() + max_wait_s
+    busy = cpu_busy()
+    while busy is not None and busy > threshold and time.time() < deadline:
+        time.sleep(2.0)
+        busy = cpu_busy()
+    return busy
 
 
 def try_import_torch():
@@ -159,6 +191,7 @@ class Report:
         self.ceilings = ceilings or {}
         self.command = command or " ".join([os.path.basename(sys.executable)] + sys.argv)
         self.rows: list[dict] = []
+        self.background_busy: float | None = None
 
     def add(self, timing: Timing, *, name: str, provider: str, flops: float | None = None,
             bytes: float | None = None, **extra) -> dict:
@@ -231,7 +264,8 @@ class Report:
     def to_dict(self) -> dict:
         return {"title": self.title, "date": datetime.date.today().isoformat(),
                 "command": self.command, "machine": machine(), "threads": self.threads,
-                "ceilings": self.ceilings, "rows": self.rows}
+                "ceilings": self.ceilings, "background_busy": self.background_busy,
+                "rows": self.rows}
 
     def write_json(self, path: str):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -250,4 +284,15 @@ def common_args(description: str):
     p.add_argument("--json", default=None, help="where to write the JSON results")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if importable")
     p.add_argument("--no-ceilings", action="store_true", help="skip measuring ceilings")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="first wait up to SECONDS for other processes to leave the CPU idle")
     return p
+
+
+def start(report: Report, args) -> None:
+    """Common start of a benchmark run: wait for a quiet machine if asked, record the load."""
+    busy = wait_for_quiet(args.wait_quiet) if args.wait_quiet > 0 else cpu_busy()
+    report.background_busy = busy
+    if busy is not None:
+        note = "  (other processes are running: timings will be noisy)" if busy > 0.15 else ""
+        print(f"background CPU busy before the run: {100 * busy:.0f}%{note}", flush=True)

@@ -18,9 +18,13 @@ namespace minigen {
 
 // ---- threading (runtime.cpp) ----------------------------------------------------------------
 
-// Below this many elements a kernel runs on the calling thread: waking an OpenMP team costs a
-// few microseconds, about what one core needs to stream 32k elements through an Adam step.
-constexpr std::ptrdiff_t kParallelMin = std::ptrdiff_t(1) << 15;
+// Below this many elements a kernel runs on the calling thread. Waking an OpenMP team costs a
+// few microseconds, but the larger cost is after the region: libgomp's idle threads spin
+// (OMP_WAIT_POLICY unset, or set by another library that loaded the runtime first, such as
+// PyTorch) and take the cores from the BLAS threads of the next matmul. Measured on the
+// 2-core machine, E1 with torch imported: the training step took ~12 ms with a 32k threshold
+// and ~4 ms with this one. Memory-bound kernels gain little from a second thread below ~1M.
+constexpr std::ptrdiff_t kParallelMin = std::ptrdiff_t(1) << 20;
 
 int num_threads();  // threads a parallel kernel uses: 1 without OpenMP
 void set_num_threads(int n);

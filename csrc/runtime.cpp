@@ -55,13 +55,15 @@ void set_num_threads(int n) {
 #ifdef _OPENMP
     g_num_threads.store(n, std::memory_order_relaxed);
 #else
-    if (n > 1) {
-        PyErr_WarnEx(PyExc_RuntimeWarning,
-                     "minigen._C was built without OpenMP: its kernels run on one thread", 1);
+    if (n > 1 && PyErr_WarnEx(PyExc_RuntimeWarning,
+                              "minigen._C was built without OpenMP: its kernels run on one "
+                              "thread", 1) < 0) {
+        throw py::error_already_set();  // warnings turned into errors
     }
 #endif
 }
 
+#ifdef _OPENMP
 // _OPENMP is the date (yyyymm) of the OpenMP specification the compiler implements.
 static std::string openmp_version_name(long spec_date) {
     switch (spec_date) {
@@ -77,6 +79,7 @@ static std::string openmp_version_name(long spec_date) {
         default: return std::to_string(spec_date);
     }
 }
+#endif
 
 py::dict build_info() {
     py::dict info;

