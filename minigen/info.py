@@ -122,7 +122,7 @@ def _cupy_line() -> str:
 def _triton_line(gpu: bool) -> str:
     version = _version_of("triton")
     if version is None:
-        return f'{NO} triton not installed: pip install triton (Linux; part of "minigen[dev]")'
+        return f'{NO} triton not installed: pip install triton (Linux; the GPU kernel layer uses it)'
     interp = os.environ.get("TRITON_INTERPRET", "") not in ("", "0")
     if interp:
         mode = "CPU interpreter, TRITON_INTERPRET=1"
