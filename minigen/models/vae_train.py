@@ -21,28 +21,34 @@ Resume. A checkpoint records (epoch, batch within the epoch, global step), the m
 moments and step counts, and the state of the noise generator; the epoch's batch order and the
 binarization depend only on (seed, epoch, batch), so ``--resume`` continues exactly where the
 checkpoint was taken (``--epochs`` is the total to reach). Checkpoints are written at the end of
-every epoch and when the run is interrupted (Ctrl-C).
+an epoch when 10 s have passed since the last one, after the last epoch, and when the run is
+interrupted (the first Ctrl-C stops after the current step and
+saves; a second one stops at once).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
 from .. import data as datasets
 from ..autograd.grad_mode import no_grad
+from ..creation import randn
 from ..random import Generator
 from ..tensor import tensor
 from .vae import VAE
 
 __all__ = ["TrainConfig", "train_vae", "load_vae_data", "save_image_grid", "DEFAULT_EPOCHS"]
 
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = 200
 CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_EVERY_S = 10.0  # at an epoch's end once this much time has passed, and at the last
 EVAL_SEED = 12345  # fixed ε and binarization of the held-out set: the metric is deterministic
 
 
@@ -107,7 +113,7 @@ def _require_pillow():
         from PIL import Image  # noqa: F401
     except ImportError:
         raise ImportError('writing PNG grids needs Pillow, which is not installed: pip install '
-                          'pillow (or pip install "minigen[data]"), or pass --no-images') from None
+                          'pillow (or pip install "minigen[train]"), or pass --no-images') from None
 
 
 def save_image_grid(images: np.ndarray, path: str, side: int, ncol: int = 8, scale: int = 2):
@@ -163,25 +169,53 @@ def evaluate(model: VAE, held: np.ndarray, device: str, batch_size: int = 1000) 
 
 # ---------------------------------------------------------------------- training
 class _Progress:
-    """tqdm over the steps of one epoch when available (and wanted); otherwise nothing per
-    step and one printed line per epoch."""
+    """One tqdm bar over all the run's steps when tqdm is installed (and wanted), with the
+    epoch lines written above it; otherwise only the epoch lines."""
 
-    def __init__(self, enabled: bool, log):
+    def __init__(self, enabled: bool, log, total: int, initial: int):
         self.log = log
-        self.tqdm = None
+        self.bar = None
         if enabled:
             try:
                 from tqdm import tqdm
-                self.tqdm = tqdm
             except ImportError:
-                log("(tqdm not installed: progress is printed once per epoch; "
-                    "pip install tqdm for a progress bar)")
+                log("(tqdm not installed: progress is printed per epoch; pip install tqdm "
+                    "or \"minigen[train]\" for a progress bar)")
+            else:
+                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                                file=sys.stderr)
+                if log is print:
+                    self.log = self.bar.write
 
-    def epoch(self, epoch, epochs, total, initial):
-        if self.tqdm is None:
-            return None
-        return self.tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}",
-                         leave=False, dynamic_ncols=True, file=sys.stderr)
+    def step(self, loss: float):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.2f}", refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _StopOnInterrupt:
+    """The first Ctrl-C asks the loop to stop after the current step (so the checkpoint holds
+    a consistent state); a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 def train_vae(config: TrainConfig | None = None, resume: bool = False, log=print, **kwargs) -> dict:
@@ -204,8 +238,10 @@ def train_vae(config: TrainConfig | None = None, resume: bool = False, log=print
     if cfg.device != "cpu":
         model.to(cfg.device)
     opt = optim.Adam(model.parameters(), lr=cfg.lr)
-    noise = Generator(cfg.device).manual_seed(cfg.seed + 1)  # ε of the reparameterization
+    # ε of the reparameterization, drawn on the CPU (a CPU generator's state can be saved)
+    noise = Generator("cpu").manual_seed(cfg.seed + 1)
     epoch, batch, step, history, seconds = 0, 0, 0, [], 0.0
+    loss_sum, seen = 0.0, 0  # the current epoch's running sums (kept across a resume)
 
     if resume and os.path.exists(ckpt_path):
         ck = _load_checkpoint(ckpt_path)
@@ -219,6 +255,7 @@ def train_vae(config: TrainConfig | None = None, resume: bool = False, log=print
         noise.set_state(ck["rng"])
         epoch, batch, step = int(ck["epoch"]), int(ck["batch"]), int(ck["step"])
         history, seconds = list(ck["history"]), float(ck["seconds"])
+        loss_sum, seen = float(ck["epoch_loss_sum"]), int(ck["epoch_seen"])
         log(f"resumed from {ckpt_path}: epoch {epoch}, batch {batch}, step {step}")
     elif resume:
         log(f"--resume: no checkpoint in {cfg.run_dir}; starting fresh")
@@ -226,23 +263,26 @@ def train_vae(config: TrainConfig | None = None, resume: bool = False, log=print
     def checkpoint():
         _save_checkpoint(ckpt_path, model, opt, {
             "epoch": epoch, "batch": batch, "step": step, "seconds": seconds,
+            "epoch_loss_sum": loss_sum, "epoch_seen": seen,
             "rng": noise.get_state(), "history": history, "config": cfg.identity()})
 
     n_batches = datasets.num_batches(len(train), cfg.batch_size)
-    progress = _Progress(cfg.progress, log)
+    every = max(1, cfg.epochs // 20)  # about 20 epoch lines per run
     log(f"VAE {x_dim}-{cfg.hidden}-{cfg.z_dim} on {cfg.data} ({len(train)} train / {len(held)} "
         f"held-out images, {side}x{side}), batch {cfg.batch_size}, Adam lr {cfg.lr}, "
         f"{cfg.epochs} epochs × {n_batches} steps, seed {cfg.seed}")
+    progress = _Progress(cfg.progress, log, max(cfg.epochs * n_batches, step), step)
+    stop = _StopOnInterrupt()
+    last_save = time.perf_counter()
     try:
         while epoch < cfg.epochs:
             t0 = time.perf_counter()
-            bar = progress.epoch(epoch, cfg.epochs, n_batches, batch)
-            loss_sum, seen = 0.0, 0
             for (xb,) in datasets.batches(train, batch_size=cfg.batch_size, seed=cfg.seed,
                                           epoch=epoch, start=batch):
                 rng = np.random.Generator(np.random.PCG64([cfg.seed, epoch, batch, 1]))
                 x = tensor(binarize(xb, rng), device=cfg.device)
-                loss = model.loss(x, generator=noise)
+                eps = randn(len(xb), cfg.z_dim, generator=noise)
+                loss = model.loss(x, eps=eps if cfg.device == "cpu" else eps.to(cfg.device))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -253,26 +293,34 @@ def train_vae(config: TrainConfig | None = None, resume: bool = False, log=print
                 seen += len(xb)
                 batch += 1
                 step += 1
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{value:.2f}")
-            if bar is not None:
-                bar.close()
+                progress.step(value)
+                if stop.requested:
+                    seconds += time.perf_counter() - t0
+                    raise KeyboardInterrupt
             seconds += time.perf_counter() - t0
             with no_grad():
                 ev = evaluate(model, held, cfg.device)
             history.append({"epoch": epoch + 1, "step": step,
                             "train_loss": loss_sum / max(seen, 1), **ev})
-            log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train -ELBO {loss_sum / max(seen, 1):8.3f}  "
-                f"held-out ELBO {ev['heldout_elbo']:8.3f}  ({seconds:6.1f} s)")
-            epoch, batch = epoch + 1, 0
-            checkpoint()
+            if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs or epoch == 0:
+                progress.log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train -ELBO "
+                             f"{history[-1]['train_loss']:8.3f}  held-out ELBO "
+                             f"{ev['heldout_elbo']:8.3f}  ({seconds:6.1f} s)")
+            epoch, batch, loss_sum, seen = epoch + 1, 0, 0.0, 0
+            if epoch == cfg.epochs or time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
+                checkpoint()
+                last_save = time.perf_counter()
     except KeyboardInterrupt:
-        checkpoint()
-        log(f"interrupted: checkpoint saved at epoch {epoch}, batch {batch}; continue with "
-            "--resume")
+        progress.close()
+        if stop.requested:  # stopped between steps: the state is consistent
+            checkpoint()
+            log(f"interrupted: checkpoint saved at epoch {epoch}, batch {batch}; continue with "
+                "--resume")
         raise
+    finally:
+        stop.restore()
 
+    progress.close()
     if not os.path.exists(ckpt_path):
         checkpoint()  # --epochs 0: still leave a checkpoint of the initial model
     with no_grad():
@@ -280,13 +328,15 @@ def train_vae(config: TrainConfig | None = None, resume: bool = False, log=print
         if cfg.images:
             gen = Generator(cfg.device).manual_seed(EVAL_SEED)
             samples = np.asarray(model.sample(64, generator=gen))
-            save_image_grid(samples, os.path.join(cfg.run_dir, "samples.png"), side)
+            scale = max(2, 56 // side)  # 8×8 digits are drawn 7× larger
+            save_image_grid(samples, os.path.join(cfg.run_dir, "samples.png"), side, scale=scale)
             rng = np.random.Generator(np.random.PCG64(EVAL_SEED))
             originals = binarize(held[:32], rng)
             recon = np.asarray(model.reconstruct(tensor(originals, device=cfg.device)))
             pairs = np.concatenate([np.stack([originals[i:i + 8], recon[i:i + 8]])
                                     for i in range(0, 32, 8)]).reshape(-1, x_dim)
-            save_image_grid(pairs, os.path.join(cfg.run_dir, "reconstructions.png"), side)
+            save_image_grid(pairs, os.path.join(cfg.run_dir, "reconstructions.png"), side,
+                            scale=scale)
     metrics = {
         **ev, "heldout_neg_elbo": -ev["heldout_elbo"], "units": "nats per image",
         "targets": "dynamically binarized intensities (held-out binarized once, seed "
