@@ -25,6 +25,10 @@ from __future__ import annotations
 from .grad_mode import STATE
 
 _TENSOR = [None]  # minigen.tensor.Tensor, filled in by tensor.py (it imports this module)
+try:
+    from ..dtypes import bfloat16 as _BFLOAT16
+except ImportError:  # pragma: no cover
+    _BFLOAT16 = None
 
 
 class Function:
@@ -114,35 +118,44 @@ def _check_finite(op: str, what: str, arrays):
 
 
 def _apply_recorded(cls, ctx, args, raw, device, kwargs):
-    """apply() when the node joins the graph: edges to the inputs, saved-tensor versions."""
+    """apply() when the node joins the graph: edges to the inputs, saved-tensor versions.
+
+    One pass over the arguments builds ``needs_input_grad``, the edges and the version
+    snapshot (this runs once per recorded op: it is as hot as apply itself).
+    """
     Tensor = _TENSOR[0]
-    ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+    n = len(args)
+    needs = [False] * n
+    edges = [None] * n
+    versions = []
+    saved = cls.saves_inputs
+    i = 0
+    for a in args:
+        if isinstance(a, Tensor):
+            if a.requires_grad:
+                needs[i] = True
+                edges[i] = a if a._ctx is None else (a._ctx, a._idx)
+            if saved is True or (saved and i in saved):
+                versions.append((a._vc, a._vc[0], i))
+        i += 1
+    ctx.needs_input_grad = tuple(needs)
     out = ctx.forward(*raw, **kwargs)
     if STATE.anomaly:
         _check_finite(cls.__name__, "forward output", out)
     wrap = Tensor._wrap
-    outs = tuple(wrap(o, device) for o in out) if type(out) is tuple else (wrap(out, device),)
-    edges = []
-    versions = []
-    saved = cls.saves_inputs
-    for i, a in enumerate(args):
-        if isinstance(a, Tensor):
-            if a.requires_grad:
-                edges.append(a if a._ctx is None else (a._ctx, a._idx))
-            else:
-                edges.append(None)
-            if saved is True or (saved and i in saved):
-                versions.append((a._vc, a._vc[0], i))
-        else:
-            edges.append(None)
+    multi = type(out) is tuple
+    outs = tuple(wrap(o, device) for o in out) if multi else (wrap(out, device),)
     ctx.edges = edges
     ctx.n_outputs = len(outs)
-    for idx, t in enumerate(outs):
-        if t.data.dtype.kind == "f" or t.data.dtype.name == "bfloat16":
+    idx = 0
+    for t in outs:
+        dt = t.data.dtype
+        if dt.kind == "f" or dt is _BFLOAT16:  # only floating outputs carry gradients
             t.requires_grad = True
             t._ctx = ctx
             t._idx = idx
+        idx += 1
     if cls.saves_output:
         versions.append((outs[0]._vc, 0, -1))
     ctx._versions = versions
-    return outs if type(out) is tuple else outs[0]
+    return outs if multi else outs[0]
