@@ -82,9 +82,19 @@ void require_writeable(const py::array& a, const char* fn, const char* name) {
     }
 }
 
+// Same dtype, checked without building strings (this runs several times per optimizer step):
+// the same descriptor object (the usual case: numpy shares one per builtin type), or
+// descriptors numpy calls equivalent (same type and byte order, as the names would say;
+// '>f4' and '<f4' differ, unlike their type numbers).
+static bool same_dtype(const py::array& a, const py::array& b) {
+    PyObject* da = py::detail::array_proxy(a.ptr())->descr;
+    PyObject* db = py::detail::array_proxy(b.ptr())->descr;
+    return da == db || py::detail::npy_api::get().PyArray_EquivTypes_(da, db);
+}
+
 void require_like(const py::array& a, const char* name, const py::array& ref,
                   const char* ref_name, const char* fn) {
-    if (dtype_str(a) != dtype_str(ref)) {
+    if (!same_dtype(a, ref)) {  // the names are formatted only for the message
         throw py::value_error(std::string(fn) + ": " + name + " is " + dtype_str(a) + " but " +
                               ref_name + " is " + dtype_str(ref) + "; all must have one dtype");
     }

@@ -99,7 +99,9 @@ static AdamScalars<T> adam_scalars(double lr, double beta1, double beta2, double
     return s;
 }
 
-static void require_range(bool ok, const char* fn, const std::string& what, double value) {
+// what is a literal: a std::string parameter would build one (heap-allocated past 15 chars) on
+// every successful call.
+static void require_range(bool ok, const char* fn, const char* what, double value) {
     if (!ok) {
         throw py::value_error(std::string(fn) + ": " + what + ", got " + std::to_string(value));
     }

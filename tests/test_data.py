@@ -1,8 +1,6 @@
 """minigen.data: IDX parsing on files written here, bundled-dataset loaders, split, batches."""
-import gzip
 import importlib.util
 import os
-import struct
 
 import numpy as np
 import pytest
@@ -10,14 +8,7 @@ import pytest
 from minigen import data
 from minigen.data import DataNotFoundError
 
-
-def write_idx(path, array, code, gz=False):
-    """IDX by hand: 0, 0, type code, ndim; big-endian uint32 dims; big-endian data."""
-    be = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
-    raw = bytes([0, 0, code, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    raw += np.ascontiguousarray(array, dtype=be).tobytes()
-    with (gzip.open(path, "wb") if gz else open(path, "wb")) as f:
-        f.write(raw)
+from idx_files import write_idx, write_mnist_dir
 
 
 def make_mnist_dir(root, n_train=6, n_test=4, gz=False, dotted=False):
@@ -26,11 +17,8 @@ def make_mnist_dir(root, n_train=6, n_test=4, gz=False, dotted=False):
     for split, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
         labels = rng.integers(0, 10, n).astype(np.uint8)
-        sep = "." if dotted else "-"
-        suffix = ".gz" if gz else ""
-        write_idx(os.path.join(root, f"{split}-images{sep}idx3-ubyte{suffix}"), images, 0x08, gz)
-        write_idx(os.path.join(root, f"{split}-labels{sep}idx1-ubyte{suffix}"), labels, 0x08, gz)
         out[split] = (images, labels)
+    write_mnist_dir(root, out["train"], out["t10k"], gz=gz, dotted=dotted)
     return out
 
 

@@ -207,6 +207,9 @@ def test_adam_step_rejects_bad_input():
         C.adam_step(np.zeros(5, np.int32), g, m, v, *args)
     with pytest.raises(ValueError, match=r"adam_step: grad is float32 but param is float64"):
         C.adam_step(p, g.astype(np.float32), m, v, *args)
+    # same type number, other byte order: still a different dtype (not read as native)
+    with pytest.raises(ValueError, match=r"adam_step: grad is >f8 but param is float64"):
+        C.adam_step(p, g.astype(">f8"), m, v, *args)
     with pytest.raises(ValueError, match=r"adam_step: exp_avg_sq has shape \(4,\) but param has "
                                          r"shape \(5,\)"):
         C.adam_step(p, g, m, np.zeros(4), *args)

