@@ -333,6 +333,20 @@ class Tensor:
     def div_(self, other):
         return self._inplace_from(lambda a, b: a / b, other)
 
+    # ``x += y`` is in place, as in PyTorch (without these Python would rebind x to x + y, and
+    # ``p -= lr * p.grad`` under no_grad would leave a model's parameter untouched).
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
     def clamp_(self, min=None, max=None):
         return self._inplace_from(lambda a: a.clamp(min, max))
 

@@ -557,3 +557,24 @@ def test_backward_on_device(device):
     ((x @ w).tanh() * x.sum(1, keepdim=True)).sum().backward()
     assert x.grad.device == device and w.grad.device == device
     assert gradcheck(lambda a, b: ((a @ b).tanh() * a.sum(1, keepdim=True)), [x, w])
+
+
+def test_augmented_assignment_is_in_place():
+    # under no_grad, p -= lr * g must update the very tensor a model holds (PyTorch semantics)
+    p = mg.tensor([1.0, 2.0], requires_grad=True)
+    same = p
+    with mg.no_grad():
+        p -= 0.5 * mg.tensor([2.0, 2.0])
+        p *= 2
+    assert same is p
+    np.testing.assert_allclose(p.detach().numpy(), [0.0, 2.0])
+    # outside no_grad the in-place op on a leaf that requires grad is refused, nothing changed
+    with pytest.raises(RuntimeError, match="leaf"):
+        p += 1
+    np.testing.assert_allclose(p.detach().numpy(), [0.0, 2.0])
+    # on a non-leaf it is recorded: d/dx sum((x * 3) += x) = 4
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    y += x
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 4.0])
