@@ -125,3 +125,18 @@ def test_matmul_on_device(device, case):
     else:
         check_op(lambda x, y: mg.einsum("bij,jk->bik", x, y),
                  lambda x, y: np.einsum("bij,jk->bik", x, y), [a, b], device=device)
+
+
+@pytest.mark.skipif(not isinstance(mg.bfloat16, np.dtype), reason="ml_dtypes not installed")
+def test_bfloat16_products_keep_bfloat16():
+    rng = np.random.default_rng(3)
+    a_np, w_np = rng.standard_normal((3, 4)), rng.standard_normal((5, 4))
+    a = mg.tensor(a_np, dtype=mg.bfloat16, requires_grad=True)
+    w = mg.tensor(w_np, dtype=mg.bfloat16, requires_grad=True)
+    y, z = a @ w.T, mg.nn.functional.linear(a, w)
+    assert y.dtype == mg.bfloat16 and z.dtype == mg.bfloat16
+    # bfloat16 keeps 8 bits of mantissa: compare with the float64 product at that precision
+    ref = a_np.astype(mg.bfloat16).astype(np.float64) @ w_np.astype(mg.bfloat16).astype(np.float64).T
+    np.testing.assert_allclose(np.asarray(y.detach().numpy(), np.float64), ref, rtol=2e-2, atol=2e-2)
+    (y.sum() + z.sum()).backward()
+    assert a.grad.dtype == mg.bfloat16 and w.grad.dtype == mg.bfloat16

@@ -18,7 +18,9 @@ __all__ = ["matmul", "bmm", "mm", "linear", "einsum", "outer", "dot"]
 class MatMul(Function):
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a @ b
+        out = a @ b
+        # numpy computes bfloat16 products in float32 and returns float32: keep the input dtype
+        return out if out.dtype == a.dtype else out.astype(a.dtype)
 
     def backward(self, g):
         xp = xp_of(g)
@@ -48,6 +50,8 @@ class Linear(Function):
     def forward(self, x, w, b):
         self.x, self.w = x, w
         y = x @ w.T
+        if y.dtype != x.dtype:  # bfloat16 products come back as float32 (see MatMul)
+            y = y.astype(x.dtype)
         if b is not None:
             y += b
         return y
