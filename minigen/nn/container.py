@@ -11,6 +11,13 @@ from collections import OrderedDict
 from .module import Module
 
 
+def _renumber(container, modules):
+    """Hold ``modules`` under the names 0..n-1 (as PyTorch does after a deletion)."""
+    container._modules.clear()
+    for i, m in enumerate(modules):
+        container._modules[str(i)] = m
+
+
 class Sequential(Module):
     """``Sequential(m0, m1, ...)`` or ``Sequential(OrderedDict(name=m, ...))``;
     ``forward(x) = m_{n-1}(...m1(m0(x)))``."""
@@ -54,11 +61,7 @@ class Sequential(Module):
                 del self._modules[k]
         else:
             del self._modules[keys[self._index(idx)]]
-        # renumber so the names stay 0..n-1 (as PyTorch does)
-        items = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
+        _renumber(self, list(self._modules.values()))
 
     def __len__(self):
         return len(self._modules)
@@ -116,9 +119,7 @@ class ModuleList(Module):
             del items[idx]
         else:
             del items[self._index(idx)]
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
+        _renumber(self, items)
 
     def __len__(self):
         return len(self._modules)

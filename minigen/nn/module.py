@@ -18,7 +18,7 @@ from .. import dtypes
 from ..autograd.grad_mode import no_grad
 from ..backend import Device, array_module, to_device
 from ..tensor import Tensor
-from .parameter import Parameter
+from .parameter import Parameter, zero_grads
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -235,14 +235,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True):
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
-                p.grad._vc[0] += 1
+        zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn):
         """Call ``fn(module)`` on every descendant (children first) and on self; returns self."""

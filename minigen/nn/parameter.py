@@ -57,3 +57,17 @@ def _rebuild_parameter(array, device, requires_grad, grad=None):
 
 
 __all__ = ["Parameter"]
+
+
+def zero_grads(params, set_to_none: bool = True):
+    """Clear the gradients of ``params``: drop them (default) or zero them in place (bumping
+    the version counter so a graph that saved them notices). Module.zero_grad and
+    Optimizer.zero_grad both call this."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.data[...] = 0
+            p.grad._vc[0] += 1

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _native
 from ..autograd.grad_mode import enable_grad
 from ..backend import to_device
+from ..nn.parameter import zero_grads
 from ..tensor import Tensor
 
 
@@ -100,15 +101,7 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.data[...] = 0
-                    p.grad._vc[0] += 1
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):  # pragma: no cover - abstract
         raise NotImplementedError
