@@ -11,6 +11,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace py = pybind11;
 
@@ -29,6 +30,9 @@ constexpr std::ptrdiff_t kParallelMin = std::ptrdiff_t(1) << 20;
 int num_threads();  // threads a parallel kernel uses: 1 without OpenMP
 void set_num_threads(int n);
 py::dict build_info();
+// The names of the kernels this build registered (build_info()["kernels"]); each family's
+// register_* function appends its own.
+std::vector<std::string>& kernel_names();
 
 // MINIGEN_PARALLEL_FOR(n) goes before a `for (i = 0; i < n; ++i)` loop whose iterations are
 // independent: OpenMP splits it into one contiguous chunk per thread (when n is large enough)
@@ -56,6 +60,13 @@ void adam_step(const py::object& param, const py::object& grad, const py::object
 void sgd_momentum_step(const py::object& param, const py::object& grad, const py::object& buf,
                        double lr, double momentum, double dampening, double weight_decay,
                        bool nesterov, bool first_step);  // optim.cpp
+
+// The kernel families, one file each; each binds its functions into the module and appends
+// their names to kernel_names().
+void register_conv2d(py::module_& m);          // conv2d.cpp
+void register_attention(py::module_& m);       // attention.cpp
+void register_noise_schedule(py::module_& m);  // noise_schedule.cpp
+void register_logdet(py::module_& m);          // logdet.cpp
 
 // ---- argument checks (common.cpp) -----------------------------------------------------------
 // Every check names the function and the argument: "adam_step: grad has shape (3, 4) but

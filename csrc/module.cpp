@@ -7,6 +7,7 @@
 #include "common.h"
 
 PYBIND11_MODULE(_C, m) {
+    using namespace minigen;
     m.doc() =
         "minigen's C++ CPU kernels (OpenMP). Built from csrc/ by setup.py through CMake; "
         "build_info() says how.";
@@ -37,6 +38,14 @@ PYBIND11_MODULE(_C, m) {
           "  d = d + momentum*buf if nesterov else buf\n"
           "  p -= lr*d\n"
           "With momentum == 0 it is plain SGD (p -= lr*(g + wd*p)) and buf is left alone.");
+
+    for (const char* name : {"erf", "adam_step", "sgd_momentum_step"}) {
+        kernel_names().push_back(name);
+    }
+    register_conv2d(m);
+    register_attention(m);
+    register_noise_schedule(m);
+    register_logdet(m);
 
     m.def("num_threads", &minigen::num_threads,
           "Threads the parallel kernels use (OpenMP's default: OMP_NUM_THREADS or the core "

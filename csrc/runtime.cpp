@@ -106,8 +106,15 @@ py::dict build_info() {
     info["pybind11_version"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." +
                                std::to_string(PYBIND11_VERSION_MINOR) + "." +
                                std::to_string(PYBIND11_VERSION_PATCH);
-    info["kernels"] = py::make_tuple("erf", "adam_step", "sgd_momentum_step");
+    py::list names;
+    for (const auto& name : kernel_names()) names.append(name);
+    info["kernels"] = py::tuple(names);
     return info;
+}
+
+std::vector<std::string>& kernel_names() {
+    static std::vector<std::string> names;
+    return names;
 }
 
 }  // namespace minigen
