@@ -27,8 +27,9 @@ def is_tensor(obj) -> bool:
 
 def _late_imports():
     # nn, optim and serialization import the ops above; keep them after.
-    global nn, optim, save, load
+    global nn, optim, save, load, dispatch, linalg
     from . import nn, optim  # noqa: F401
+    from . import dispatch, linalg  # noqa: F401
     from .serialization import load, save  # noqa: F401
 
 

@@ -94,3 +94,10 @@ def log_softmax(input, dim, dtype=None):
     if dtype is not None:
         input = input.to(dtype)
     return _red.log_softmax(input, dim)
+
+
+# The kernel layer (conv2d, attention, noise schedule, flows): each module's __all__.
+from ..ops.conv import *  # noqa: F401,F403,E402
+from ..ops.attention import *  # noqa: F401,F403,E402
+from ..ops import conv as _conv, attention as _attention  # noqa: E402
+__all__ += list(_conv.__all__) + list(_attention.__all__)

@@ -2,6 +2,7 @@
 method (see ``_util.tensor_method``)."""
 from . import elementwise, indexing, matmul, reduce, shape  # noqa: F401
 from . import loss, nn_misc, normalization, pooling  # noqa: F401
+from . import attention, conv, flow, noise_schedule  # noqa: F401  (the kernel layer)
 from .elementwise import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
 from .matmul import *  # noqa: F401,F403
@@ -11,3 +12,7 @@ from .normalization import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .nn_misc import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
+from .noise_schedule import *  # noqa: F401,F403
+from .flow import *  # noqa: F401,F403

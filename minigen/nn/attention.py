@@ -1,0 +1,2 @@
+"""MultiheadAttention. Placeholder until the family lands."""
+__all__ = []
