@@ -1,10 +1,728 @@
-// logdet: LU, slogdet, inv, solve and the flow primitives (C++ CPU kernels). Placeholder until the family lands.
+// Kernel family logdet (C++ CPU): LU with partial pivoting, triangular solves, and the fused
+// normalizing-flow primitives (actnorm, affine coupling) with their log-dets.
+//
+// Versions: the numpy reference minigen/reference/logdet.py (the math, one column per step,
+// vectorised over the batch); this file (called from minigen/native/logdet.py, which also
+// runs the blocked LU and solves for large n, putting their matrix products through numpy's
+// BLAS); Triton kernels/logdet.py; CUDA kernels/logdet.cu (batched small LU).
+//
+// LU (LAPACK getrf, 0-based pivots): for k = 0..n−1, p = argmax_{i≥k} |a_ik| (first on ties),
+// swap rows k and p, l_ik = a_ik / a_kk, a_ij −= l_ik a_kj (i, j > k). P A = L U.
+//   FLOPs ≈ 2n³/3 per matrix; bytes: the n² matrix read and written once when it stays in
+//   cache (n ≤ 64 is 32 KiB in float64), so the small batched case is compute-bound.
+// Triangular solve T X = B (T m×m, B m×k): m²k FLOPs; rows of B are updated with axpys over
+//   their k contiguous entries (the loop the compiler vectorizes).
+// actnorm: y = e^ℓ x + b per channel: read x, write y (2 passes of N·C·M elements);
+//   backward reads g and x, writes g_x, and reduces Σ g x, Σ g per channel.
+// coupling: y_a = s x_a + t, s = sigmoid(raw + 2), log-det Σ log s per sample: read x and h
+//   (2·N·C·M), write y (N·C·M) and N log-dets, one pass; backward reads g, x, h, writes g_x, g_h.
 #include "common.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
 
 namespace minigen {
 
+namespace {
+
+// ---- argument checks ----------------------------------------------------------------------
+
+// A 2-D float array whose rows are contiguous (last stride = itemsize), any row stride: a
+// sub-block of a C-contiguous matrix, as the blocked LU and solves pass them.
+template <typename T>
+struct Mat {
+    T* p;
+    std::ptrdiff_t ld, rows, cols;
+    T& operator()(std::ptrdiff_t i, std::ptrdiff_t j) const { return p[i * ld + j]; }
+    T* row(std::ptrdiff_t i) const { return p + i * ld; }
+};
+
+void require_rows_contiguous(const py::array& a, const char* fn, const char* name) {
+    if (a.ndim() != 2) {
+        throw py::value_error(std::string(fn) + ": " + name + " must be 2-D, got shape " +
+                              shape_str(a));
+    }
+    const auto item = static_cast<py::ssize_t>(a.itemsize());
+    if ((a.shape(1) > 1 && a.strides(1) != item) || a.strides(0) % item != 0 ||
+        a.strides(0) < 0) {
+        throw py::value_error(std::string(fn) + ": " + name +
+                              " must have contiguous rows (a row-major matrix or a block of "
+                              "one), got shape " + shape_str(a));
+    }
+}
+
+template <typename T>
+Mat<T> as_mat(py::array& a) {
+    const auto item = static_cast<std::ptrdiff_t>(sizeof(T));
+    return {static_cast<T*>(a.mutable_data()), a.strides(0) / item, a.shape(0), a.shape(1)};
+}
+
+void require_int32(const py::array& a, const char* fn, const char* name) {
+    if (!py::isinstance<py::array_t<std::int32_t>>(a)) {
+        throw py::value_error(std::string(fn) + ": " + name + " must be an int32 array, got " +
+                              dtype_str(a));
+    }
+    require_c_contiguous(a, fn, name);
+}
+
+void require_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, const char* fn,
+                   const char* name) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    py::ssize_t d = 0;
+    for (auto s : shape) {
+        ok = ok && a.shape(d++) == s;
+    }
+    if (!ok) {
+        std::string want = "(";
+        d = 0;
+        for (auto s : shape) {
+            want += (d++ ? ", " : "") + std::to_string(s);
+        }
+        throw py::value_error(std::string(fn) + ": " + name + " must have shape " + want +
+                              "), got " + shape_str(a));
+    }
+}
+
+// ---- LU of a column panel -------------------------------------------------------------------
+
+// Factor columns [k0, k0 + nb) of the n×n row-major matrix a (rows k0..n−1), unblocked and
+// right-looking within the panel: pivot search down column j, swap of WHOLE rows (LAPACK's
+// laswp applied at once to the left and right parts), multipliers, rank-1 update of the panel
+// columns right of j. Columns ≥ k0 + nb are only swapped (the caller updates them). Returns
+// the number of row swaps (its parity is det P).
+template <typename T>
+int lu_panel(T* a, std::ptrdiff_t n, std::ptrdiff_t k0, std::ptrdiff_t nb, std::int32_t* piv) {
+    int swaps = 0;
+    const std::ptrdiff_t kend = k0 + nb;
+    for (std::ptrdiff_t j = k0; j < kend; ++j) {
+        std::ptrdiff_t p = j;
+        T best = std::abs(a[j * n + j]);
+        for (std::ptrdiff_t i = j + 1; i < n; ++i) {
+            const T v = std::abs(a[i * n + j]);
+            if (v > best) {  // strict: the first maximum wins, as idamax
+                best = v;
+                p = i;
+            }
+        }
+        piv[j] = static_cast<std::int32_t>(p);
+        if (p != j) {
+            std::swap_ranges(a + j * n, a + j * n + n, a + p * n);
+            ++swaps;
+        }
+        const T pivot = a[j * n + j];
+        if (pivot == T(0)) {
+            continue;  // the column below is zero already: nothing to eliminate
+        }
+        const T* __restrict rj = a + j * n;
+        for (std::ptrdiff_t i = j + 1; i < n; ++i) {
+            T* __restrict ri = a + i * n;
+            const T l = ri[j] / pivot;  // l_ij = a_ij / a_jj
+            ri[j] = l;
+            if (l != T(0)) {
+                for (std::ptrdiff_t c = j + 1; c < kend; ++c) {
+                    ri[c] -= l * rj[c];  // a_ic −= l_ij a_jc
+                }
+            }
+        }
+    }
+    return swaps;
+}
+
+// ---- triangular solves on rows --------------------------------------------------------------
+
+// B ← T⁻¹ B in place, T lower (forward) or upper (backward) triangular, unit diagonal or not.
+// Row i of the solution: x_i = (b_i − Σ_j t_ij x_j) / t_ii, an axpy over B's k columns per j.
+template <typename T>
+void tri_solve_rows(const Mat<T>& t, const Mat<T>& b, std::ptrdiff_t c0, std::ptrdiff_t c1,
+                    bool lower, bool unit) {
+    const std::ptrdiff_t m = t.rows;
+    for (std::ptrdiff_t s = 0; s < m; ++s) {
+        const std::ptrdiff_t i = lower ? s : m - 1 - s;
+        T* __restrict bi = b.row(i);
+        const std::ptrdiff_t j0 = lower ? 0 : i + 1, j1 = lower ? i : m;
+        for (std::ptrdiff_t j = j0; j < j1; ++j) {
+            const T tij = t(i, j);
+            if (tij == T(0)) {
+                continue;
+            }
+            const T* __restrict bj = b.row(j);
+            for (std::ptrdiff_t c = c0; c < c1; ++c) {
+                bi[c] -= tij * bj[c];
+            }
+        }
+        if (!unit) {
+            const T d = t(i, i);
+            for (std::ptrdiff_t c = c0; c < c1; ++c) {
+                bi[c] /= d;
+            }
+        }
+    }
+}
+
+// Split B's columns into chunks that threads solve independently (each chunk is a full solve).
+template <typename T>
+void tri_solve(const Mat<T>& t, const Mat<T>& b, bool lower, bool unit) {
+    constexpr std::ptrdiff_t kChunk = 64;
+    const std::ptrdiff_t k = b.cols, chunks = (k + kChunk - 1) / kChunk;
+    const bool parallel = chunks > 1 && t.rows * t.rows * k >= (std::ptrdiff_t(1) << 18);
+    (void)parallel;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)
+#endif
+    for (std::ptrdiff_t q = 0; q < chunks; ++q) {
+        tri_solve_rows(t, b, q * kChunk, std::min(k, (q + 1) * kChunk), lower, unit);
+    }
+}
+
+// Solve A X = B (or Aᵀ X = B) for one matrix from its LU; b is n×k row-major, in place.
+template <typename T>
+void lu_solve_one(const T* lu, const std::int32_t* piv, T* b, std::ptrdiff_t n,
+                  std::ptrdiff_t k, bool transpose) {
+    if (!transpose) {
+        for (std::ptrdiff_t r = 0; r < n; ++r) {  // P B: the swaps in order
+            if (piv[r] != r) {
+                std::swap_ranges(b + r * k, b + r * k + k, b + piv[r] * k);
+            }
+        }
+        const Mat<T> t{const_cast<T*>(lu), n, n, n}, bm{b, k, n, k};
+        tri_solve_rows(t, bm, 0, k, true, true);    // L y = P B
+        tri_solve_rows(t, bm, 0, k, false, false);  // U x = y
+        return;
+    }
+    // Uᵀ z = B (forward, column i of U is row i of Uᵀ), then Lᵀ w = z (backward, unit).
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+        T* __restrict bi = b + i * k;
+        for (std::ptrdiff_t j = 0; j < i; ++j) {
+            const T u = lu[j * n + i];
+            const T* __restrict bj = b + j * k;
+            for (std::ptrdiff_t c = 0; c < k; ++c) {
+                bi[c] -= u * bj[c];
+            }
+        }
+        const T d = lu[i * n + i];
+        for (std::ptrdiff_t c = 0; c < k; ++c) {
+            bi[c] /= d;
+        }
+    }
+    for (std::ptrdiff_t i = n - 2; i >= 0; --i) {
+        T* __restrict bi = b + i * k;
+        for (std::ptrdiff_t j = i + 1; j < n; ++j) {
+            const T l = lu[j * n + i];
+            const T* __restrict bj = b + j * k;
+            for (std::ptrdiff_t c = 0; c < k; ++c) {
+                bi[c] -= l * bj[c];
+            }
+        }
+    }
+    for (std::ptrdiff_t r = n - 1; r >= 0; --r) {  // x = Pᵀ w: the swaps in reverse order
+        if (piv[r] != r) {
+            std::swap_ranges(b + r * k, b + r * k + k, b + piv[r] * k);
+        }
+    }
+}
+
+// ---- bindings: LU and solves ----------------------------------------------------------------
+
+// a (B, n, n) in place → LU; piv (B, n) int32; sign (B,) = det P = ±1. OpenMP over the batch.
+void lu_factor_batched(py::array a, py::array piv, py::array sign) {
+    const char* fn = "logdet_lu_factor_batched";
+    a = as_ndarray(a, fn, "a");
+    const DType dt = float_dtype(a, fn, "a");
+    require_c_contiguous(a, fn, "a");
+    require_writeable(a, fn, "a");
+    if (a.ndim() != 3 || a.shape(1) != a.shape(2)) {
+        throw py::value_error(std::string(fn) + ": a must be (B, n, n), got " + shape_str(a));
+    }
+    const std::ptrdiff_t nb = a.shape(0), n = a.shape(1);
+    require_int32(piv, fn, "piv");
+    require_shape(piv, {nb, n}, fn, "piv");
+    sign = as_ndarray(sign, fn, "sign");
+    require_shape(sign, {nb}, fn, "sign");
+    if (dtype_str(sign) != dtype_str(a)) {
+        throw py::value_error(std::string(fn) + ": sign must have a's dtype " + dtype_str(a) +
+                              ", got " + dtype_str(sign));
+    }
+    require_c_contiguous(sign, fn, "sign");
+    require_writeable(sign, fn, "sign");
+    auto* p = static_cast<std::int32_t*>(piv.mutable_data());
+    const bool parallel = nb > 1 && nb * n * n * n >= (std::ptrdiff_t(1) << 15);
+    (void)parallel;
+    auto run = [&](auto* base, auto* sg) {
+        py::gil_scoped_release release;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)
+#endif
+        for (std::ptrdiff_t b = 0; b < nb; ++b) {
+            const int swaps = lu_panel(base + b * n * n, n, 0, n, p + b * n);
+            sg[b] = (swaps & 1) ? -1 : 1;
+        }
+    };
+    if (dt == DType::Float32) {
+        run(static_cast<float*>(a.mutable_data()), static_cast<float*>(sign.mutable_data()));
+    } else {
+        run(static_cast<double*>(a.mutable_data()), static_cast<double*>(sign.mutable_data()));
+    }
+}
+
+// One panel of the blocked LU of one n×n matrix (columns k0..k0+nb); returns the swap count.
+int lu_panel_py(py::array a, std::ptrdiff_t k0, std::ptrdiff_t nb, py::array piv) {
+    const char* fn = "logdet_lu_panel";
+    a = as_ndarray(a, fn, "a");
+    const DType dt = float_dtype(a, fn, "a");
+    require_c_contiguous(a, fn, "a");
+    require_writeable(a, fn, "a");
+    if (a.ndim() != 2 || a.shape(0) != a.shape(1)) {
+        throw py::value_error(std::string(fn) + ": a must be (n, n), got " + shape_str(a));
+    }
+    const std::ptrdiff_t n = a.shape(0);
+    require_int32(piv, fn, "piv");
+    require_shape(piv, {n}, fn, "piv");
+    if (k0 < 0 || nb < 0 || k0 + nb > n) {
+        throw py::value_error(std::string(fn) + ": panel [k0, k0 + nb) outside the matrix");
+    }
+    auto* p = static_cast<std::int32_t*>(piv.mutable_data());
+    py::gil_scoped_release release;
+    if (dt == DType::Float32) {
+        return lu_panel(static_cast<float*>(a.mutable_data()), n, k0, nb, p);
+    }
+    return lu_panel(static_cast<double*>(a.mutable_data()), n, k0, nb, p);
+}
+
+// b ← T⁻¹ b (t m×m, b m×k: blocks of row-major matrices), lower/upper, unit diagonal or not.
+void tri_solve_py(py::array t, py::array b, bool lower, bool unit) {
+    const char* fn = "logdet_tri_solve";
+    t = as_ndarray(t, fn, "t");
+    b = as_ndarray(b, fn, "b");
+    const DType dt = float_dtype(t, fn, "t");
+    require_rows_contiguous(t, fn, "t");
+    require_rows_contiguous(b, fn, "b");
+    require_writeable(b, fn, "b");
+    if (dtype_str(b) != dtype_str(t)) {
+        throw py::value_error(std::string(fn) + ": b has dtype " + dtype_str(b) + ", t " +
+                              dtype_str(t));
+    }
+    if (t.shape(0) != t.shape(1) || b.shape(0) != t.shape(0)) {
+        throw py::value_error(std::string(fn) + ": t must be (m, m) and b (m, k), got " +
+                              shape_str(t) + " and " + shape_str(b));
+    }
+    py::gil_scoped_release release;
+    if (dt == DType::Float32) {
+        tri_solve(as_mat<float>(t), as_mat<float>(b), lower, unit);
+    } else {
+        tri_solve(as_mat<double>(t), as_mat<double>(b), lower, unit);
+    }
+}
+
+// b (B, n, k) ← A⁻¹ b (or A⁻ᵀ b) in place from lu (B, n, n), piv (B, n). OpenMP over the batch.
+void lu_solve_batched(py::array lu, py::array piv, py::array b, bool transpose) {
+    const char* fn = "logdet_lu_solve_batched";
+    lu = as_ndarray(lu, fn, "lu");
+    b = as_ndarray(b, fn, "b");
+    const DType dt = float_dtype(lu, fn, "lu");
+    require_c_contiguous(lu, fn, "lu");
+    require_c_contiguous(b, fn, "b");
+    require_writeable(b, fn, "b");
+    if (lu.ndim() != 3 || lu.shape(1) != lu.shape(2)) {
+        throw py::value_error(std::string(fn) + ": lu must be (B, n, n), got " + shape_str(lu));
+    }
+    const std::ptrdiff_t nb = lu.shape(0), n = lu.shape(1);
+    if (b.ndim() != 3 || b.shape(0) != nb || b.shape(1) != n || dtype_str(b) != dtype_str(lu)) {
+        throw py::value_error(std::string(fn) + ": b must be (" + std::to_string(nb) + ", " +
+                              std::to_string(n) + ", k) of lu's dtype, got " + shape_str(b) +
+                              " " + dtype_str(b));
+    }
+    require_int32(piv, fn, "piv");
+    require_shape(piv, {nb, n}, fn, "piv");
+    const std::ptrdiff_t k = b.shape(2);
+    const auto* p = static_cast<const std::int32_t*>(piv.data());
+    const bool parallel = nb > 1 && nb * n * n * k >= (std::ptrdiff_t(1) << 15);
+    (void)parallel;
+    auto run = [&](const auto* l, auto* x) {
+        py::gil_scoped_release release;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)
+#endif
+        for (std::ptrdiff_t i = 0; i < nb; ++i) {
+            lu_solve_one(l + i * n * n, p + i * n, x + i * n * k, n, k, transpose);
+        }
+    };
+    if (dt == DType::Float32) {
+        run(static_cast<const float*>(lu.data()), static_cast<float*>(b.mutable_data()));
+    } else {
+        run(static_cast<const double*>(lu.data()), static_cast<double*>(b.mutable_data()));
+    }
+}
+
+// Rows of b (n, k) permuted by the pivots: swaps in order (P b) or reversed (Pᵀ b).
+void swap_rows_py(py::array b, py::array piv, bool reverse) {
+    const char* fn = "logdet_swap_rows";
+    b = as_ndarray(b, fn, "b");
+    const DType dt = float_dtype(b, fn, "b");
+    require_c_contiguous(b, fn, "b");
+    require_writeable(b, fn, "b");
+    if (b.ndim() != 2) {
+        throw py::value_error(std::string(fn) + ": b must be (n, k), got " + shape_str(b));
+    }
+    const std::ptrdiff_t n = b.shape(0), k = b.shape(1);
+    require_int32(piv, fn, "piv");
+    require_shape(piv, {n}, fn, "piv");
+    const auto* p = static_cast<const std::int32_t*>(piv.data());
+    for (std::ptrdiff_t r = 0; r < n; ++r) {
+        if (p[r] < 0 || p[r] >= n) {
+            throw py::value_error(std::string(fn) + ": pivot out of range");
+        }
+    }
+    auto run = [&](auto* x) {
+        py::gil_scoped_release release;
+        for (std::ptrdiff_t s = 0; s < n; ++s) {
+            const std::ptrdiff_t r = reverse ? n - 1 - s : s;
+            if (p[r] != r) {
+                std::swap_ranges(x + r * k, x + r * k + k, x + p[r] * k);
+            }
+        }
+    };
+    if (dt == DType::Float32) {
+        run(static_cast<float*>(b.mutable_data()));
+    } else {
+        run(static_cast<double*>(b.mutable_data()));
+    }
+}
+
+// ---- flow primitives ------------------------------------------------------------------------
+
+// Arrays of one flow kernel call: all C-contiguous, same dtype, checked by the caller.
+struct FlowShape {
+    std::ptrdiff_t n, c, m;  // batch, channels, positions per channel (Π spatial)
+};
+
+FlowShape flow_shape(const py::array& x, const char* fn) {
+    if (x.ndim() < 2) {
+        throw py::value_error(std::string(fn) + ": x must be (N, C, *), got " + shape_str(x));
+    }
+    std::ptrdiff_t m = 1;
+    for (py::ssize_t d = 2; d < x.ndim(); ++d) {
+        m *= x.shape(d);
+    }
+    return {x.shape(0), x.shape(1), m};
+}
+
+void require_same(const py::array& a, const char* name, const py::array& ref,
+                  const char* ref_name, const char* fn, bool writeable) {
+    require_like(a, name, ref, ref_name, fn);
+    require_c_contiguous(a, fn, name);
+    if (writeable) {
+        require_writeable(a, fn, name);
+    }
+}
+
+void require_vec(const py::array& a, std::ptrdiff_t len, const py::array& ref, const char* name,
+                 const char* fn, bool writeable) {
+    require_shape(a, {len}, fn, name);
+    if (dtype_str(a) != dtype_str(ref)) {
+        throw py::value_error(std::string(fn) + ": " + name + " has dtype " + dtype_str(a) +
+                              ", expected " + dtype_str(ref));
+    }
+    require_c_contiguous(a, fn, name);
+    if (writeable) {
+        require_writeable(a, fn, name);
+    }
+}
+
+// actnorm: out = e^ℓ x + b (forward) or (x − b) e^{−ℓ} (reverse), per channel; one pass.
+template <typename T>
+void actnorm_fwd(const T* __restrict x, const T* ls, const T* bias, T* __restrict out,
+                 FlowShape f, bool reverse) {
+    const std::ptrdiff_t planes = f.n * f.c, m = f.m;
+    const bool parallel = planes * m >= kParallelMin;
+    (void)parallel;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)
+#endif
+    for (std::ptrdiff_t q = 0; q < planes; ++q) {
+        const std::ptrdiff_t c = q % f.c;
+        const T* __restrict xi = x + q * m;
+        T* __restrict yi = out + q * m;
+        if (!reverse) {
+            const T s = std::exp(ls[c]), b = bias[c];
+            for (std::ptrdiff_t i = 0; i < m; ++i) {
+                yi[i] = s * xi[i] + b;
+            }
+        } else {
+            const T r = std::exp(-ls[c]), b = bias[c];
+            for (std::ptrdiff_t i = 0; i < m; ++i) {
+                yi[i] = (xi[i] - b) * r;
+            }
+        }
+    }
+}
+
+// actnorm backward: g_in = g e^{±ℓ}; per channel Σ g·x → sum_gx, Σ g → sum_g (threads own
+// channels, so the sums need no atomics).
+template <typename T>
+void actnorm_bwd(const T* __restrict g, const T* __restrict x, const T* ls, T* __restrict g_in,
+                 T* sum_gx, T* sum_g, FlowShape f, bool reverse) {
+    const bool parallel = f.c > 1 && f.n * f.c * f.m >= (kParallelMin >> 2);
+    (void)parallel;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)
+#endif
+    for (std::ptrdiff_t c = 0; c < f.c; ++c) {
+        const T k = reverse ? std::exp(-ls[c]) : std::exp(ls[c]);
+        double sgx = 0.0, sg = 0.0;
+        for (std::ptrdiff_t n = 0; n < f.n; ++n) {
+            const std::ptrdiff_t off = (n * f.c + c) * f.m;
+            const T* __restrict gi = g + off;
+            const T* __restrict xi = x + off;
+            T* __restrict oi = g_in + off;
+            T a = 0, b = 0;
+            for (std::ptrdiff_t i = 0; i < f.m; ++i) {
+                oi[i] = gi[i] * k;
+                a += gi[i] * xi[i];
+                b += gi[i];
+            }
+            sgx += a;
+            sg += b;
+        }
+        sum_gx[c] = static_cast<T>(sgx);
+        sum_g[c] = static_cast<T>(sg);
+    }
+}
+
+// log s and s for s = sigmoid(z): log s = min(z, 0) − log1p(e^{−|z|}), no overflow for any z.
+template <typename T>
+inline void sigmoid_log(T z, T& s, T& log_s) {
+    const T e = std::exp(-std::abs(z));
+    log_s = std::min(z, T(0)) - std::log1p(e);
+    s = (z >= 0 ? T(1) : e) / (T(1) + e);
+}
+
+// Affine coupling, one pass per sample: y_a = s x_a + t (or (x_a − t)/s), y_b = x_b,
+// logdet[n] = ±Σ log s over the sample's C/2·M scales (accumulated in double).
+template <typename T>
+void coupling_fwd(const T* __restrict x, const T* __restrict h, T* __restrict out,
+                  T* __restrict logdet, FlowShape f, bool reverse) {
+    const std::ptrdiff_t half = (f.c / 2) * f.m, per = f.c * f.m;
+    const bool parallel = f.n > 1 && f.n * per >= (kParallelMin >> 3);
+    (void)parallel;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)
+#endif
+    for (std::ptrdiff_t n = 0; n < f.n; ++n) {
+        const T* __restrict xa = x + n * per;
+        const T* __restrict raw = h + n * per;
+        const T* __restrict t = raw + half;
+        T* __restrict ya = out + n * per;
+        double ld = 0.0;
+        T acc = 0;
+        for (std::ptrdiff_t i = 0; i < half; ++i) {
+            T s, log_s;
+            sigmoid_log(raw[i] + T(2), s, log_s);
+            ya[i] = reverse ? (xa[i] - t[i]) / s : s * xa[i] + t[i];
+            acc += log_s;
+            if ((i & 1023) == 1023) {  // float32: partial sums of ≤ 1024 terms, then double
+                ld += acc;
+                acc = 0;
+            }
+        }
+        ld += acc;
+        std::copy(xa + half, xa + per, ya + half);  // y_b = x_b
+        logdet[n] = static_cast<T>(reverse ? -ld : ld);
+    }
+}
+
+// Coupling backward (s recomputed from h): forward g_x_a = g_a s, g_t = g_a,
+// g_raw = (g_a x_a s + g_ld)(1 − s); reverse (x_a = (y_a − t)/s) g_y_a = g_a / s,
+// g_t = −g_a / s, g_raw = −(g_a x_a + g_ld)(1 − s); g_x_b = g_b.
+template <typename T>
+void coupling_bwd(const T* __restrict g, const T* __restrict gld, const T* __restrict inp,
+                  const T* __restrict h, T* __restrict g_inp, T* __restrict g_h, FlowShape f,
+                  bool reverse) {
+    const std::ptrdiff_t half = (f.c / 2) * f.m, per = f.c * f.m;
+    const bool parallel = f.n > 1 && f.n * per >= (kParallelMin >> 3);
+    (void)parallel;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)
+#endif
+    for (std::ptrdiff_t n = 0; n < f.n; ++n) {
+        const std::ptrdiff_t o = n * per;
+        const T gl = gld ? gld[n] : T(0);
+        const T* __restrict ga = g + o;
+        const T* __restrict xa = inp + o;
+        const T* __restrict raw = h + o;
+        const T* __restrict t = raw + half;
+        T* __restrict gxa = g_inp + o;
+        T* __restrict graw = g_h + o;
+        T* __restrict gt = graw + half;
+        for (std::ptrdiff_t i = 0; i < half; ++i) {
+            T s, log_s;
+            sigmoid_log(raw[i] + T(2), s, log_s);
+            if (!reverse) {
+                gxa[i] = ga[i] * s;
+                gt[i] = ga[i];
+                graw[i] = (ga[i] * xa[i] * s + gl) * (T(1) - s);
+            } else {
+                const T x = (xa[i] - t[i]) / s;
+                gxa[i] = ga[i] / s;
+                gt[i] = -ga[i] / s;
+                graw[i] = -(ga[i] * x + gl) * (T(1) - s);
+            }
+        }
+        std::copy(ga + half, ga + per, gxa + half);  // g_x_b = g_b
+    }
+}
+
+void actnorm_forward_py(py::array x, py::array ls, py::array bias, py::array out,
+                        bool reverse) {
+    const char* fn = "logdet_actnorm_forward";
+    x = as_ndarray(x, fn, "x");
+    const DType dt = float_dtype(x, fn, "x");
+    require_c_contiguous(x, fn, "x");
+    const FlowShape f = flow_shape(x, fn);
+    require_vec(ls, f.c, x, "log_scale", fn, false);
+    require_vec(bias, f.c, x, "bias", fn, false);
+    require_same(out, "out", x, "x", fn, true);
+    py::gil_scoped_release release;
+    if (dt == DType::Float32) {
+        actnorm_fwd(static_cast<const float*>(x.data()), static_cast<const float*>(ls.data()),
+                    static_cast<const float*>(bias.data()), static_cast<float*>(out.mutable_data()),
+                    f, reverse);
+    } else {
+        actnorm_fwd(static_cast<const double*>(x.data()), static_cast<const double*>(ls.data()),
+                    static_cast<const double*>(bias.data()),
+                    static_cast<double*>(out.mutable_data()), f, reverse);
+    }
+}
+
+void actnorm_backward_py(py::array g, py::array x, py::array ls, py::array g_in,
+                         py::array sum_gx, py::array sum_g, bool reverse) {
+    const char* fn = "logdet_actnorm_backward";
+    x = as_ndarray(x, fn, "x");
+    const DType dt = float_dtype(x, fn, "x");
+    require_c_contiguous(x, fn, "x");
+    const FlowShape f = flow_shape(x, fn);
+    require_same(g, "g", x, "x", fn, false);
+    require_same(g_in, "g_in", x, "x", fn, true);
+    require_vec(ls, f.c, x, "log_scale", fn, false);
+    require_vec(sum_gx, f.c, x, "sum_gx", fn, true);
+    require_vec(sum_g, f.c, x, "sum_g", fn, true);
+    py::gil_scoped_release release;
+    auto run = [&](auto* tag) {
+        using T = std::remove_pointer_t<decltype(tag)>;
+        actnorm_bwd(static_cast<const T*>(g.data()), static_cast<const T*>(x.data()),
+                    static_cast<const T*>(ls.data()), static_cast<T*>(g_in.mutable_data()),
+                    static_cast<T*>(sum_gx.mutable_data()), static_cast<T*>(sum_g.mutable_data()),
+                    f, reverse);
+    };
+    if (dt == DType::Float32) {
+        run(static_cast<float*>(nullptr));
+    } else {
+        run(static_cast<double*>(nullptr));
+    }
+}
+
+void coupling_forward_py(py::array x, py::array h, py::array out, py::array logdet,
+                         bool reverse) {
+    const char* fn = "logdet_coupling_forward";
+    x = as_ndarray(x, fn, "x");
+    const DType dt = float_dtype(x, fn, "x");
+    require_c_contiguous(x, fn, "x");
+    const FlowShape f = flow_shape(x, fn);
+    if (f.c % 2) {
+        throw py::value_error(std::string(fn) + ": x needs an even number of channels, got " +
+                              shape_str(x));
+    }
+    require_same(h, "h", x, "x", fn, false);
+    require_same(out, "out", x, "x", fn, true);
+    require_vec(logdet, f.n, x, "logdet", fn, true);
+    require_disjoint({{&x, "x"}, {&out, "out"}, {&h, "h"}}, fn);
+    py::gil_scoped_release release;
+    auto run = [&](auto* tag) {
+        using T = std::remove_pointer_t<decltype(tag)>;
+        coupling_fwd(static_cast<const T*>(x.data()), static_cast<const T*>(h.data()),
+                     static_cast<T*>(out.mutable_data()), static_cast<T*>(logdet.mutable_data()),
+                     f, reverse);
+    };
+    if (dt == DType::Float32) {
+        run(static_cast<float*>(nullptr));
+    } else {
+        run(static_cast<double*>(nullptr));
+    }
+}
+
+void coupling_backward_py(py::array g, py::object gld, py::array inp, py::array h,
+                          py::array g_inp, py::array g_h, bool reverse) {
+    const char* fn = "logdet_coupling_backward";
+    inp = as_ndarray(inp, fn, "inp");
+    const DType dt = float_dtype(inp, fn, "inp");
+    require_c_contiguous(inp, fn, "inp");
+    const FlowShape f = flow_shape(inp, fn);
+    if (f.c % 2) {
+        throw py::value_error(std::string(fn) + ": inp needs an even number of channels, got " +
+                              shape_str(inp));
+    }
+    require_same(g, "g", inp, "inp", fn, false);
+    require_same(h, "h", inp, "inp", fn, false);
+    require_same(g_inp, "g_inp", inp, "inp", fn, true);
+    require_same(g_h, "g_h", inp, "inp", fn, true);
+    py::array gl;
+    if (!gld.is_none()) {
+        gl = as_ndarray(gld, fn, "g_logdet");
+        require_vec(gl, f.n, inp, "g_logdet", fn, false);
+    }
+    const void* glp = gld.is_none() ? nullptr : gl.data();
+    py::gil_scoped_release release;
+    auto run = [&](auto* tag) {
+        using T = std::remove_pointer_t<decltype(tag)>;
+        coupling_bwd(static_cast<const T*>(g.data()), static_cast<const T*>(glp),
+                     static_cast<const T*>(inp.data()), static_cast<const T*>(h.data()),
+                     static_cast<T*>(g_inp.mutable_data()), static_cast<T*>(g_h.mutable_data()),
+                     f, reverse);
+    };
+    if (dt == DType::Float32) {
+        run(static_cast<float*>(nullptr));
+    } else {
+        run(static_cast<double*>(nullptr));
+    }
+}
+
+}  // namespace
+
 void register_logdet(py::module_& m) {
-    (void)m;
+    m.def("logdet_lu_factor_batched", &lu_factor_batched, py::arg("a"), py::arg("piv"),
+          py::arg("sign"),
+          "In place: a (B, n, n) → its LU with partial pivoting; piv (B, n) int32 0-based "
+          "row swaps; sign (B,) = det P.");
+    m.def("logdet_lu_panel", &lu_panel_py, py::arg("a"), py::arg("k0"), py::arg("nb"),
+          py::arg("piv"),
+          "One panel (columns k0..k0+nb) of the blocked LU of a (n, n), in place; returns the "
+          "number of row swaps.");
+    m.def("logdet_tri_solve", &tri_solve_py, py::arg("t"), py::arg("b"), py::arg("lower"),
+          py::arg("unit"), "b ← T⁻¹ b in place, T triangular (blocks of row-major matrices).");
+    m.def("logdet_lu_solve_batched", &lu_solve_batched, py::arg("lu"), py::arg("piv"),
+          py::arg("b"), py::arg("transpose"),
+          "b (B, n, k) ← A⁻¹ b (A⁻ᵀ b if transpose) in place, from A's LU.");
+    m.def("logdet_swap_rows", &swap_rows_py, py::arg("b"), py::arg("piv"), py::arg("reverse"),
+          "Rows of b (n, k) swapped by the pivots, in order (P b) or reversed (Pᵀ b).");
+    m.def("logdet_actnorm_forward", &actnorm_forward_py, py::arg("x"), py::arg("log_scale"),
+          py::arg("bias"), py::arg("out"), py::arg("reverse"),
+          "out = exp(log_scale) x + bias per channel (reverse: (x - bias) exp(-log_scale)).");
+    m.def("logdet_actnorm_backward", &actnorm_backward_py, py::arg("g"), py::arg("x"),
+          py::arg("log_scale"), py::arg("g_in"), py::arg("sum_gx"), py::arg("sum_g"),
+          py::arg("reverse"), "g_in = g exp(±log_scale); per channel sums of g x and g.");
+    m.def("logdet_coupling_forward", &coupling_forward_py, py::arg("x"), py::arg("h"),
+          py::arg("out"), py::arg("logdet"), py::arg("reverse"),
+          "Affine coupling y_a = s x_a + t, s = sigmoid(h_a + 2), y_b = x_b, and Σ log s.");
+    m.def("logdet_coupling_backward", &coupling_backward_py, py::arg("g"), py::arg("g_logdet"),
+          py::arg("inp"), py::arg("h"), py::arg("g_inp"), py::arg("g_h"), py::arg("reverse"),
+          "Gradients of the affine coupling with respect to its input and h.");
+    for (const char* name : {"logdet_lu_factor_batched", "logdet_lu_panel", "logdet_tri_solve",
+                             "logdet_lu_solve_batched", "logdet_swap_rows", "logdet_actnorm_forward",
+                             "logdet_actnorm_backward", "logdet_coupling_forward",
+                             "logdet_coupling_backward"}) {
+        kernel_names().push_back(name);
+    }
 }
 
 }  // namespace minigen

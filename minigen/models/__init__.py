@@ -2,7 +2,10 @@
 
 - ``VAE`` (``vae.py``): the MLP VAE of workload E1; trained by ``vae_train.py``
   (``minigen train vae``).
+- ``UNet`` (``unet.py``): the ε-prediction UNet of the diffusion models; ``UNet.e2()`` is the
+  network of workloads E2/E3.
 """
+from .unet import UNet
 from .vae import VAE
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "UNet"]

@@ -1,0 +1,179 @@
+"""conv2d family, native CPU version: C++ im2col/col2im (csrc/conv2d.cpp) + numpy's BLAS.
+
+The math and the family interface: ``minigen/reference/conv2d.py``. Here each product is one
+GEMM per image and group on the column matrix X_col (C_in/G·k_h·k_w, H_out·W_out):
+
+    forward  Y[n]  = W X_col[n]              (C_out/G × K) · (K × P)     per group
+    wgrad    ∂W   += G[n] X_col[n]ᵀ          (C_out/G × P) · (P × K)
+    dgrad    ∂x[n] = col2im(Wᵀ G[n])         (K × C_out/G) · (C_out/G × P)
+
+The batch is processed in chunks of ``chunk_images`` images so that the column buffer
+(K·P·itemsize per image, 2.4 MB for K1) is written by im2col and read by the GEMM while it is
+still in cache, and is allocated once per call, not per chunk. A 1×1 kernel with stride 1 and
+no padding needs no im2col at all: X_col is the image itself (a reshape).
+
+conv_transpose2d uses the same three products (it is conv2d's adjoint): forward = dgrad,
+input gradient = forward, weight gradient = wgrad with x and g swapped.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _native
+
+# Column-buffer budget per chunk (bytes). Chosen by timing K1 on the 2-core machine (see
+# benchmarks/bench_conv2d.py --chunk): smaller chunks keep X_col in L2/L3 between im2col and
+# the GEMM, larger ones amortise the Python/BLAS call overhead over more images.
+CHUNK_BYTES = 4 << 20
+
+
+def _C():
+    return _native.module()
+
+
+def _out_hw(h, w, kh, kw, stride, padding, dilation):
+    return ((h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
+            (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
+
+
+def _pointwise(kh, kw, stride, padding, dilation):
+    return (kh, kw, stride, padding) == (1, 1, (1, 1), (0, 0))
+
+
+def chunk_images(n, k, p, itemsize):
+    """Images per chunk so that one chunk's columns (k × p each) fit CHUNK_BYTES."""
+    return int(max(1, min(n, CHUNK_BYTES // max(1, k * p * itemsize))))
+
+
+def _geom(kh, kw, stride, padding, dilation):
+    return (kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1])
+
+
+def _forward(x, w, stride, padding, dilation, groups):
+    """Y = W X_col per image and group; x, w C-contiguous. Returns (N, C_out, H_out, W_out)."""
+    n, c_in, h, wd = x.shape
+    c_out, cg, kh, kw = w.shape
+    ho, wo = _out_hw(h, wd, kh, kw, stride, padding, dilation)
+    p, kg = ho * wo, cg * kh * kw
+    wg = w.reshape(groups, c_out // groups, kg)
+    y = np.empty((n, groups, c_out // groups, p), dtype=x.dtype)
+    if _pointwise(kh, kw, stride, padding, dilation):
+        np.matmul(wg, x.reshape(n, groups, cg, p), out=y)
+        return y.reshape(n, c_out, ho, wo)
+    nb = chunk_images(n, c_in * kh * kw, p, x.itemsize)
+    cols = np.empty((nb, c_in * kh * kw, p), dtype=x.dtype)
+    im2col, geom = _C().conv2d_im2col, _geom(kh, kw, stride, padding, dilation)
+    for n0 in range(0, n, nb):
+        m = min(nb, n - n0)
+        im2col(x[n0:n0 + m], cols[:m], *geom)
+        np.matmul(wg, cols[:m].reshape(m, groups, kg, p), out=y[n0:n0 + m])
+    return y.reshape(n, c_out, ho, wo)
+
+
+def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shape=None):
+    """(dgrad, wgrad) in one pass over the batch; g, x, w C-contiguous. x may be None when only
+    the input gradient is wanted (then ``x_shape`` gives the input's shape)."""
+    n, c_in, h, wd = x.shape if x is not None else x_shape
+    c_out, cg, kh, kw = w.shape
+    ho, wo = g.shape[2:]
+    p, kg, og = ho * wo, cg * kh * kw, c_out // groups
+    gg = g.reshape(n, groups, og, p)
+    wg = w.reshape(groups, og, kg)
+    wgt = np.ascontiguousarray(np.swapaxes(wg, 1, 2))            # Wᵀ per group (G, K, O)
+    dt = g.dtype
+    gx = np.empty((n, c_in, h, wd), dtype=dt) if need_x else None
+    gw = np.zeros((groups, og, kg), dtype=dt) if need_w else None
+    if _pointwise(kh, kw, stride, padding, dilation):
+        if need_x:
+            np.matmul(wgt, gg, out=gx.reshape(n, groups, cg, p))
+        if need_w:
+            xg = x.reshape(n, groups, cg, p)
+            for i in range(n):
+                gw += np.matmul(gg[i], np.swapaxes(xg[i], -1, -2))
+        return gx, (gw.reshape(w.shape) if need_w else None)
+    nb = chunk_images(n, c_in * kh * kw, p, dt.itemsize)
+    cols = np.empty((nb, c_in * kh * kw, p), dtype=dt)
+    part = np.empty((groups, og, kg), dtype=dt) if need_w else None
+    geom = _geom(kh, kw, stride, padding, dilation)
+    C = _C()
+    for n0 in range(0, n, nb):
+        m = min(nb, n - n0)
+        cm = cols[:m]
+        if need_w:                                   # ∂W += G[n] X_col[n]ᵀ
+            C.conv2d_im2col(x[n0:n0 + m], cm, *geom)
+            cg4 = cm.reshape(m, groups, kg, p)
+            for i in range(m):
+                np.matmul(gg[n0 + i], np.swapaxes(cg4[i], -1, -2), out=part)
+                gw += part
+        if need_x:                                   # ∂x[n] = col2im(Wᵀ G[n])
+            np.matmul(wgt, gg[n0:n0 + m], out=cm.reshape(m, groups, kg, p))
+            C.conv2d_col2im(cm, gx[n0:n0 + m], *geom)
+    return gx, (gw.reshape(w.shape) if need_w else None)
+
+
+def _dgrad(g, w, in_hw, stride, padding, dilation, groups):
+    """∂x of conv2d (= conv_transpose2d forward) for an input of spatial size ``in_hw``."""
+    x_shape = (g.shape[0], w.shape[1] * groups) + tuple(in_hw)
+    return _backward(g, None, w, stride, padding, dilation, groups, True, False, x_shape)[0]
+
+
+def _c(a):
+    return np.ascontiguousarray(a)
+
+
+# ------------------------------------------------------------------------ family interface
+def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+    y = _forward(_c(x), _c(w), stride, padding, dilation, groups)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv2d_backward(g, x, w, stride, padding, dilation, groups, needs=(True, True, True)):
+    gx = gw = None
+    if needs[0] or needs[1]:
+        gx, gw = _backward(_c(g), _c(x), _c(w), stride, padding, dilation, groups,
+                           bool(needs[0]), bool(needs[1]))
+    gb = g.sum(axis=(0, 2, 3)) if needs[2] else None
+    return gx, gw, gb
+
+
+def _natural(x, w, out_hw, stride, padding, dilation):
+    """x zero-extended at the end to the output size conv2d gives for an input of ``out_hw``.
+
+    That is x's size plus ⌊output_padding/stride⌋, non-zero only when output_padding ≥ stride
+    (allowed when it is < dilation); the added entries are zeros, so the products are unchanged
+    and im2col/col2im keep their own geometry.
+    """
+    kh, kw = w.shape[2:]
+    ho, wo = _out_hw(out_hw[0], out_hw[1], kh, kw, stride, padding, dilation)
+    if (ho, wo) == x.shape[2:]:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (0, ho - x.shape[2]), (0, wo - x.shape[3])))
+
+
+def conv_transpose2d_forward(x, w, b, stride, padding, output_padding, dilation, groups):
+    _, _, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    out_hw = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op in
+                   zip((h, wd), (kh, kw), stride, padding, dilation, output_padding))
+    x = _natural(_c(x), w, out_hw, stride, padding, dilation)
+    y = _dgrad(x, _c(w), out_hw, stride, padding, dilation, groups)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv_transpose2d_backward(g, x, w, stride, padding, output_padding, dilation, groups,
+                              needs=(True, True, True)):
+    g, x, w = _c(g), _c(x), _c(w)
+    gx = gw = None
+    if needs[0]:   # conv2d(g, w), cropped to x's size (see _natural)
+        gx = _forward(g, w, stride, padding, dilation, groups)
+        if gx.shape != x.shape:
+            gx = np.ascontiguousarray(gx[:, :, :x.shape[2], :x.shape[3]])
+    if needs[1]:
+        xe = _natural(x, w, g.shape[2:], stride, padding, dilation)
+        gw = _backward(xe, g, w, stride, padding, dilation, groups, False, True)[1]
+    gb = g.sum(axis=(0, 2, 3)) if needs[2] else None
+    return gx, gw, gb
