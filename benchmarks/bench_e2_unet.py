@@ -102,6 +102,11 @@ def run(args, report: Report):
     from minigen.models import UNet
 
     dev = args.device
+    if args.native_threads:
+        from minigen import _native
+        _native.module().set_num_threads(args.native_threads)
+        print(f"minigen's OpenMP kernels: {args.native_threads} thread(s) "
+              f"(numpy's BLAS: {args.threads or 'all cores'})")
     x0_np, t_np, noise_np, xt_np, source = make_inputs(args.batch)
     print(f"inputs: {source}; batch {args.batch}; fixed t and ε shared by both")
     model = UNet.e2(generator=mg.Generator().manual_seed(0))
@@ -165,6 +170,8 @@ def run(args, report: Report):
     if args.profile or args.profile_only:
         profile(mg_step, (x0, t, noise), args.profile_steps, mg_sync)
         profile(mg_step, (x0, t, noise), args.profile_steps, mg_sync, by_shape=True)
+        if torch is not None:
+            torch_profile(torch, t_step, (tx0, tt, tnoise), args.profile_steps)
 
 
 # ---------------------------------------------------------------------- where the time goes
@@ -262,6 +269,17 @@ def profile(step, step_args, steps: int, sync=None, by_shape=False):
     pstats.Stats(prof).sort_stats("tottime").print_stats(30)
 
 
+def torch_profile(torch, step, step_args, steps: int):
+    """The twin's step under torch.profiler: self CPU time per aten op (for comparison)."""
+    from torch.profiler import ProfilerActivity, profile as tprofile
+    step(*step_args)
+    with tprofile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
+        for _ in range(steps):
+            step(*step_args)
+    print(f"\ntorch.profiler of {steps} PyTorch E2 steps (self CPU time, top 20):")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
 def main():
     p = common_args(__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=BATCH)
@@ -270,6 +288,9 @@ def main():
                    help="per-primitive timing and cProfile of minigen's E2 step")
     p.add_argument("--profile-only", action="store_true", help="--profile without the timings")
     p.add_argument("--profile-steps", type=int, default=5)
+    p.add_argument("--native-threads", type=int, default=None,
+                   help="threads of minigen's own OpenMP kernels (default: as --threads); 1 "
+                        "keeps them from competing with OpenBLAS's spinning threads")
     args = p.parse_args()
     threads = pin_threads(args.threads)
     import minigen  # noqa: F401  (before torch: OpenMP wait policy)

@@ -9,7 +9,6 @@
 // cache); what lies between the products is a row-wise pass over the L×S block, done here in
 // one sweep instead of numpy's four or five:
 //
-//   (row_offset: the block's rows are queries row_offset, row_offset + 1, …, for causal.)
 //   attention_softmax_forward   s ← p = exp(c·s + mask − lse),  lse_i = log Σ_j exp(c·s_ij +
 //                               mask_ij); −inf for j > i when causal. A row with no finite
 //                               entry gets p = 0 and lse = +inf (output row 0, no gradient).
@@ -17,6 +16,10 @@
 //   attention_softmax_backward  dp ← α · p ⊙ (dp − δ), given δ_i = Σ_e do_ie o_ie (softmax
 //                               backward; δ = rowsum(dP ⊙ P) = rowsum(dO ⊙ O) needs only the
 //                               L×Ev outputs). α = c folds the scale of dQ = c dS K in.
+//   row_offset: the block's rows are queries row_offset, row_offset + 1, … (for causal, when
+//   the caller cuts the queries into row blocks). parallel: OpenMP over rows, or the calling
+//   thread (what the Python face uses between threaded BLAS calls: see
+//   minigen/native/attention.py).
 //
 // Work and bytes per L×S element: forward 1 exp + ~5 flops, read and write 4 B (float32) in
 // place plus the mask when there is one; the backward pair reads s, dp and writes both.
@@ -255,8 +258,8 @@ void backward_typed(const py::array& p, py::array& dp, const py::array& delta,
     const T* dl = static_cast<const T*>(delta.data());
     const std::ptrdiff_t b = p.shape(0), L = p.shape(1), S = p.shape(2);
     py::gil_scoped_release release;
-    for_rows<T>(b, L, S, false, 0, parallel, [&](std::ptrdiff_t r, std::ptrdiff_t bb, std::ptrdiff_t i,
-                                       std::ptrdiff_t) {
+    for_rows<T>(b, L, S, false, 0, parallel, [&](std::ptrdiff_t r, std::ptrdiff_t bb,
+                                                 std::ptrdiff_t i, std::ptrdiff_t) {
         softmax_backward_row<T>(pp + r * S, dpp + r * S, S, dl[bb * ds.first + i * ds.second],
                                 alpha);
     });

@@ -18,8 +18,13 @@
 // reads that many column bytes and writes C·H·W·4. FLOPs: none here (col2im: one add per
 // column element); the GEMMs do 2·C_out·H_out·W_out·C_in/G·k_h·k_w per image.
 //
-// Parallelism: OpenMP over the (image, channel) planes; each plane owns k_h·k_w rows of the
-// column matrix, and in col2im each thread writes only its own planes (no atomics).
+// Parallelism: optional (argument `parallel`), OpenMP over the (image, channel) planes; each
+// plane owns k_h·k_w rows of the column matrix, and in col2im each thread writes only its own
+// planes (no atomics). The Python face calls these between BLAS GEMMs and passes
+// parallel=False: OpenBLAS's worker threads keep spinning for a while after each GEMM, so a
+// second OpenMP thread competes with them for the other core of a 2-core machine and each
+// chunk waits a scheduler time slice (measured, K1 forward: 270 ms with parallel im2col
+// between the GEMMs, 14 ms with single-threaded im2col; the GEMMs alone take 12.4 ms).
 #include "common.h"
 
 #include <algorithm>
@@ -49,15 +54,17 @@ inline void valid_range(std::ptrdiff_t w, std::ptrdiff_t wo, std::ptrdiff_t s,
 
 // Run body(plane) for plane in [0, planes), in parallel when the work is worth a team.
 template <typename F>
-void for_planes(std::ptrdiff_t planes, std::ptrdiff_t work, F&& body) {
+void for_planes(std::ptrdiff_t planes, std::ptrdiff_t work, bool parallel, F&& body) {
 #ifdef _OPENMP
-    const bool par = work >= (std::ptrdiff_t(1) << 15) && planes > 1 && num_threads() > 1;
+    const bool par = parallel && work >= (std::ptrdiff_t(1) << 15) && planes > 1 &&
+                     num_threads() > 1;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (par)
     for (std::ptrdiff_t p = 0; p < planes; ++p) {
         body(p);
     }
 #else
     (void)work;
+    (void)parallel;
     for (std::ptrdiff_t p = 0; p < planes; ++p) {
         body(p);
     }
@@ -65,9 +72,9 @@ void for_planes(std::ptrdiff_t planes, std::ptrdiff_t work, F&& body) {
 }
 
 template <typename T>
-void im2col_kernel(const T* __restrict x, T* __restrict cols, const Geometry& g) {
+void im2col_kernel(const T* __restrict x, T* __restrict cols, const Geometry& g, bool par) {
     const std::ptrdiff_t plane_in = g.h * g.w, row = g.ho * g.wo;
-    for_planes(g.planes, g.planes * g.kh * g.kw * row, [&](std::ptrdiff_t p) {
+    for_planes(g.planes, g.planes * g.kh * g.kw * row, par, [&](std::ptrdiff_t p) {
         const T* src = x + p * plane_in;
         T* dst = cols + p * g.kh * g.kw * row;
         for (std::ptrdiff_t i = 0; i < g.kh; ++i) {
@@ -99,9 +106,9 @@ void im2col_kernel(const T* __restrict x, T* __restrict cols, const Geometry& g)
 }
 
 template <typename T>
-void col2im_kernel(const T* __restrict cols, T* __restrict x, const Geometry& g) {
+void col2im_kernel(const T* __restrict cols, T* __restrict x, const Geometry& g, bool par) {
     const std::ptrdiff_t plane_in = g.h * g.w, row = g.ho * g.wo;
-    for_planes(g.planes, g.planes * g.kh * g.kw * row, [&](std::ptrdiff_t p) {
+    for_planes(g.planes, g.planes * g.kh * g.kw * row, par, [&](std::ptrdiff_t p) {
         T* dst = x + p * plane_in;
         const T* src = cols + p * g.kh * g.kw * row;
         std::fill(dst, dst + plane_in, T(0));
@@ -180,7 +187,7 @@ Geometry check_args(const char* fn, const py::array& image, const py::array& col
 // cols ← im2col(image): cols[n, (c, i, j), (a, b)] = image_pad[n, c, a·s_h + i·d_h, b·s_w + j·d_w]
 void conv2d_im2col(const py::object& image_obj, const py::object& cols_obj, std::ptrdiff_t kh,
                    std::ptrdiff_t kw, std::ptrdiff_t sh, std::ptrdiff_t sw, std::ptrdiff_t ph,
-                   std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw) {
+                   std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw, bool parallel) {
     const char* fn = "conv2d_im2col";
     const py::array image = as_ndarray(image_obj, fn, "image");
     py::array cols = as_ndarray(cols_obj, fn, "cols");
@@ -191,9 +198,9 @@ void conv2d_im2col(const py::object& image_obj, const py::object& cols_obj, std:
     void* dst = cols.mutable_data();
     py::gil_scoped_release release;
     if (f32) {
-        im2col_kernel(static_cast<const float*>(src), static_cast<float*>(dst), g);
+        im2col_kernel(static_cast<const float*>(src), static_cast<float*>(dst), g, parallel);
     } else {
-        im2col_kernel(static_cast<const double*>(src), static_cast<double*>(dst), g);
+        im2col_kernel(static_cast<const double*>(src), static_cast<double*>(dst), g, parallel);
     }
 }
 
@@ -201,7 +208,7 @@ void conv2d_im2col(const py::object& image_obj, const py::object& cols_obj, std:
 // starting from zero, padding cropped (the adjoint of im2col). Overwrites image.
 void conv2d_col2im(const py::object& cols_obj, const py::object& image_obj, std::ptrdiff_t kh,
                    std::ptrdiff_t kw, std::ptrdiff_t sh, std::ptrdiff_t sw, std::ptrdiff_t ph,
-                   std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw) {
+                   std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw, bool parallel) {
     const char* fn = "conv2d_col2im";
     const py::array cols = as_ndarray(cols_obj, fn, "cols");
     py::array image = as_ndarray(image_obj, fn, "image");
@@ -212,20 +219,20 @@ void conv2d_col2im(const py::object& cols_obj, const py::object& image_obj, std:
     void* dst = image.mutable_data();
     py::gil_scoped_release release;
     if (f32) {
-        col2im_kernel(static_cast<const float*>(src), static_cast<float*>(dst), g);
+        col2im_kernel(static_cast<const float*>(src), static_cast<float*>(dst), g, parallel);
     } else {
-        col2im_kernel(static_cast<const double*>(src), static_cast<double*>(dst), g);
+        col2im_kernel(static_cast<const double*>(src), static_cast<double*>(dst), g, parallel);
     }
 }
 
 void register_conv2d(py::module_& m) {
     m.def("conv2d_im2col", &conv2d_im2col, py::arg("image"), py::arg("cols"), py::arg("kh"),
           py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
-          py::arg("dh"), py::arg("dw"),
+          py::arg("dh"), py::arg("dw"), py::arg("parallel") = false,
           "cols (N, C·kh·kw, Hout·Wout) <- im2col of image (N, C, H, W), zero padding");
     m.def("conv2d_col2im", &conv2d_col2im, py::arg("cols"), py::arg("image"), py::arg("kh"),
           py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
-          py::arg("dh"), py::arg("dw"),
+          py::arg("dh"), py::arg("dw"), py::arg("parallel") = false,
           "image (N, C, H, W) <- col2im of cols (the adjoint of im2col), overwritten");
     kernel_names().push_back("conv2d_im2col");
     kernel_names().push_back("conv2d_col2im");

@@ -28,11 +28,12 @@
 //   FLOPs are a handful per element: every kernel here is memory-bound.
 //
 // Threads: the flat range [0, N·D) is split into one contiguous chunk per thread (a chunk
-// may span samples), so one large image and many small ones parallelise alike. The
-// threshold (kParallelMinNS) is lower than common.h's kParallelMin: these kernels are
-// single streaming passes with no BLAS call after them, and at 128×3×32×32 (393k elements,
-// 4.5–6 MB moved) two threads measured 1.5–1.8× faster than one on the 2-core machine
-// (benchmarks/bench_noise_schedule.py --threads 1/2).
+// may span samples), so one large image and many small ones parallelise alike. Below
+// common.h's kParallelMin (2^20 elements) a kernel stays on the calling thread: measured on
+// the shared 2-core machine (load ≈ 3), q_sample at 128×3×32×32 (393k elements, in cache)
+// took 50 µs on one thread and 85 µs on two (waking the second thread, often busy with
+// another process, costs more than the 4.5 MB pass); at 256×3×64×64 (3.1M elements, past
+// the caches) two threads were 2–4× faster (bench_noise_schedule.py, and --threads 1).
 #include "common.h"
 
 #include <algorithm>
@@ -47,8 +48,6 @@
 
 namespace minigen {
 namespace {
-
-constexpr std::ptrdiff_t kParallelMinNS = std::ptrdiff_t(1) << 17;
 
 // Column indices of the coefficient table: the COL_* constants of minigen/schedules.py.
 enum Col : int {
@@ -72,7 +71,7 @@ void for_segments(std::ptrdiff_t N, std::ptrdiff_t D, F&& f) {
         }
     };
 #ifdef _OPENMP
-    const int nt = total >= kParallelMinNS ? num_threads() : 1;
+    const int nt = total >= kParallelMin ? num_threads() : 1;
     if (nt > 1) {
 #pragma omp parallel num_threads(nt)
         {
@@ -144,16 +143,20 @@ py::array check_sample(const py::object& obj, const char* fn, const char* name) 
 
 // ---- lincomb: out = a_t x + b_t y ---------------------------------------------------------
 // bytes per element: read x, y; write out → 3·sizeof(T).
+// One sample's segment: o[i] = a x[i] + b y[i]. A function, so that __restrict binds to
+// parameters (GCC ignores it on lambda locals).
+template <typename T>
+void axpby(const T* __restrict x, const T* __restrict y, T* __restrict o, T a, T b,
+           std::ptrdiff_t lo, std::ptrdiff_t hi) {
+    MINIGEN_PRAGMA(omp simd)
+    for (std::ptrdiff_t i = lo; i < hi; ++i) o[i] = a * x[i] + b * y[i];
+}
+
 template <typename T>
 void lincomb_kernel(const T* x, const T* y, T* out, const std::vector<T>& a,
                     const std::vector<T>& b, std::ptrdiff_t N, std::ptrdiff_t D) {
     for_segments(N, D, [&](std::ptrdiff_t n, std::ptrdiff_t lo, std::ptrdiff_t hi) {
-        const T an = a[n], bn = b[n];
-        const T* __restrict xs = x + n * D;
-        const T* __restrict ys = y + n * D;
-        T* __restrict os = out + n * D;
-        MINIGEN_PRAGMA(omp simd)
-        for (std::ptrdiff_t i = lo; i < hi; ++i) os[i] = an * xs[i] + bn * ys[i];
+        axpby(x + n * D, y + n * D, out + n * D, a[n], b[n], lo, hi);
     });
 }
 
@@ -304,33 +307,36 @@ struct StepCoefT {
     T a, b, A, B, C, s;
 };
 
+// One sample's segment [lo, hi) of a step (restrict-qualified parameters, see axpby).
+template <typename T, bool kCFG, bool kClip, bool kNoise, bool kX0>
+void step_segment(const T* __restrict xs, const T* __restrict cs, const T* __restrict us,
+                  const T* __restrict zs, T* __restrict os, T* __restrict ps,
+                  const StepCoefT<T> k, T wc, T wu, T r, std::ptrdiff_t lo, std::ptrdiff_t hi) {
+    MINIGEN_PRAGMA(omp simd)
+    for (std::ptrdiff_t i = lo; i < hi; ++i) {
+        const T x = xs[i];
+        T m = cs[i];
+        if constexpr (kCFG) m = wc * m - wu * us[i];        // (1 + w) ε_c − w ε_u
+        T x0 = k.a * x + k.b * m;                           // x̂_0
+        if constexpr (kClip) x0 = std::min(std::max(x0, -r), r);
+        T o = k.A * x0 + k.B * x + k.C * m;                 // A x̂_0 + B x_t + C m
+        if constexpr (kNoise) o += k.s * zs[i];             // + σ z
+        os[i] = o;
+        if constexpr (kX0) ps[i] = x0;
+    }
+}
+
 // Bytes per element: read x_t, ε_c [, ε_u if kCFG] [, z if kNoise];
-// write out [, x̂_0 if kX0]. 4–6 streams of sizeof(T).
+// write out [, x̂_0 if kX0]. 3–6 streams of sizeof(T).
 template <typename T, bool kCFG, bool kClip, bool kNoise, bool kX0>
 void step_kernel(const T* xt, const T* ec, const T* eu, const T* z, T* out, T* x0out,
                  const std::vector<StepCoefT<T>>& coef, T wc, T wu, T r, std::ptrdiff_t N,
                  std::ptrdiff_t D) {
     for_segments(N, D, [&](std::ptrdiff_t n, std::ptrdiff_t lo, std::ptrdiff_t hi) {
-        const StepCoefT<T> k = coef[n];
         const std::ptrdiff_t off = n * D;
-        const T* __restrict xs = xt + off;
-        const T* __restrict cs = ec + off;
-        const T* __restrict us = kCFG ? eu + off : nullptr;
-        const T* __restrict zs = kNoise ? z + off : nullptr;
-        T* __restrict os = out + off;
-        T* __restrict ps = kX0 ? x0out + off : nullptr;
-        MINIGEN_PRAGMA(omp simd)
-        for (std::ptrdiff_t i = lo; i < hi; ++i) {
-            const T x = xs[i];
-            T m = cs[i];
-            if constexpr (kCFG) m = wc * m - wu * us[i];        // (1 + w) ε_c − w ε_u
-            T x0 = k.a * x + k.b * m;                           // x̂_0
-            if constexpr (kClip) x0 = std::min(std::max(x0, -r), r);
-            T o = k.A * x0 + k.B * x + k.C * m;
-            if constexpr (kNoise) o += k.s * zs[i];
-            os[i] = o;
-            if constexpr (kX0) ps[i] = x0;
-        }
+        step_segment<T, kCFG, kClip, kNoise, kX0>(
+            xt + off, ec + off, kCFG ? eu + off : nullptr, kNoise ? z + off : nullptr,
+            out + off, kX0 ? x0out + off : nullptr, coef[n], wc, wu, r, lo, hi);
     });
 }
 

@@ -72,7 +72,7 @@ def test_lu_slogdet_solve_inv(impl, batch, n, kind, seed):
 
 
 @pytest.mark.parametrize("impl", implementations("logdet", exclude=("triton",)))
-@pytest.mark.parametrize("n", [63, 64, 65, 130])
+@pytest.mark.parametrize("n", [63, 130, 520])
 def test_large_matrices(impl, n):
     """The blocked paths (native: n > SMALL_N), ragged last panel included."""
     k = _mod(impl)

@@ -43,6 +43,8 @@ import inspect
 import math
 
 from .. import creation, dtypes, nn
+from ..autograd.function import Function
+from ..backend import xp_of
 from ..nn import functional as F
 from ..ops.shape import cat
 
@@ -153,14 +155,30 @@ class Upsample(nn.Module):
         return self.conv(upsample_nearest2x(x))
 
 
-def upsample_nearest2x(x):
-    """F.interpolate(x, scale_factor=2, mode="nearest"): out[..., 2i+a, 2j+b] = x[..., i, j].
+class _Upsample2x(Function):
+    """y[..., 2i+a, 2j+b] = x[..., i, j] (a, b ∈ {0, 1});  ∂x[..., i, j] = Σ_{a,b} g[..., 2i+a, 2j+b].
 
-    Written as a broadcast (N, C, H, 1, W, 1) → (N, C, H, 2, W, 2) and a reshape, so that its
-    backward is a plain sum over the two size-2 axes instead of a scatter-add.
+    One broadcast write forward and four strided reads backward: the integer-factor case of
+    F.interpolate(mode="nearest"), whose general gather/scatter-add costs ~20× more here.
     """
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h, 1, w, 1).expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+    saves_inputs = False
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        y = xp_of(x).empty((n, c, h, 2, w, 2), dtype=x.dtype)
+        y[...] = x[:, :, :, None, :, None]
+        return y.reshape(n, c, 2 * h, 2 * w)
+
+    def backward(self, g):
+        n, c, h2, w2 = g.shape
+        g6 = g.reshape(n, c, h2 // 2, 2, w2 // 2, 2)
+        return (g6[:, :, :, 0, :, 0] + g6[:, :, :, 0, :, 1]) + \
+            (g6[:, :, :, 1, :, 0] + g6[:, :, :, 1, :, 1])
+
+
+def upsample_nearest2x(x):
+    """F.interpolate(x, scale_factor=2, mode="nearest") for x (N, C, H, W) → (N, C, 2H, 2W)."""
+    return _Upsample2x.apply(x)
 
 
 class Level(nn.Module):

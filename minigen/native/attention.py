@@ -15,6 +15,12 @@ Causal attention skips the key blocks above the diagonal: the queries are cut in
 ``CAUSAL_BLOCKS`` row blocks, and row block r multiplies only by the keys it can see
 (j < end of block r), which saves ≈ (n − 1)/(2n) of the GEMM work.
 
+Threads: the GEMMs use BLAS's threads; the C++ passes run on the calling thread
+(``parallel=False``). Measured on the 2-core machine: an OpenMP team between two threaded
+BLAS calls fights OpenBLAS's spinning workers for the cores (K3 forward went from ~2 ms to
+tens or hundreds of ms when the machine had other load), while the single-threaded pass costs
+a small share of the time (it is O(L·S), the GEMMs O(L·S·E)).
+
 Half-precision inputs run in float32. Dropout is not here (the op layer runs the reference's
 math path for dropout_p > 0).
 """
@@ -27,7 +33,7 @@ from ..reference.attention import compute_dtype
 
 __all__ = ["attention_forward", "attention_backward"]
 
-CHUNK_BYTES = 1 << 19      # target size of one chunk's score block (float32 L×S per head)
+CHUNK_BYTES = 1 << 20      # target size of one chunk's score block (float32 L×S per head)
 CAUSAL_BLOCKS = 4          # query row blocks for causal attention (when L ≥ 4·64)
 
 
@@ -67,7 +73,7 @@ def attention_forward(q, k, v, mask, is_causal, scale):
             s = buf[:(b1 - b0) * (i1 - i0) * j1].reshape(b1 - b0, i1 - i0, j1)
             np.matmul(q[b0:b1, i0:i1], kt[b0:b1, :, :j1], out=s)            # S = Q Kᵀ
             m = None if mask is None else mask[b0:b1, i0:i1, :j1]
-            C.attention_softmax_forward(s, m, lse[b0:b1, i0:i1], is_causal, i0, scale)
+            C.attention_softmax_forward(s, m, lse[b0:b1, i0:i1], is_causal, i0, scale, False)
             np.matmul(s, v[b0:b1, :j1], out=o[b0:b1, i0:i1])                # O = P V
     return o, lse
 
@@ -82,17 +88,20 @@ def attention_backward(do, q, k, v, o, lse, mask, is_causal, scale, need_dmask=F
     S, Ev = k.shape[1], v.shape[2]
     delta = np.einsum("ble,ble->bl", do, o)                                # δ = rowsum(dO ⊙ O)
     dq = np.empty((B, L, E), ct)
-    dk = np.zeros((B, S, E), ct)
-    dv = np.zeros((B, S, Ev), ct)
+    blocks = _row_blocks(L, S, is_causal)
+    single = len(blocks) == 1
+    # causal row blocks accumulate into dK, dV; keys no query sees (j ≥ L) get 0
+    alloc = np.empty if single and blocks[0][2] == S else np.zeros
+    dk = alloc((B, S, E), ct)
+    dv = alloc((B, S, Ev), ct)
     dmask = np.zeros((B, L, S), ct) if need_dmask else None
     alpha = 1.0 if need_dmask else scale        # fold c of dQ = c dS K into dS unless dS is out
     kt, vt = k.transpose(0, 2, 1), v.transpose(0, 2, 1)
     h = _chunk(B, L, S, ct.itemsize)
     buf_p = np.empty(h * L * S, ct)
     buf_d = np.empty(h * L * S, ct)
-    blocks = _row_blocks(L, S, is_causal)
-    tmp_k = np.empty((h, S, E), ct) if len(blocks) > 1 else None
-    tmp_v = np.empty((h, S, Ev), ct) if len(blocks) > 1 else None
+    tmp_k = None if single else np.empty((h, S, E), ct)
+    tmp_v = None if single else np.empty((h, S, Ev), ct)
     for i0, i1, j1 in blocks:
         for b0 in range(0, B, h):
             b1 = min(B, b0 + h)
@@ -101,15 +110,15 @@ def attention_backward(do, q, k, v, o, lse, mask, is_causal, scale, need_dmask=F
             d = buf_d[:n].reshape(b1 - b0, i1 - i0, j1)
             np.matmul(q[b0:b1, i0:i1], kt[b0:b1, :, :j1], out=p)            # S = Q Kᵀ
             m = None if mask is None else mask[b0:b1, i0:i1, :j1]
-            C.attention_softmax_recompute(p, m, lse[b0:b1, i0:i1], is_causal, i0, scale)
+            C.attention_softmax_recompute(p, m, lse[b0:b1, i0:i1], is_causal, i0, scale, False)
             pt = p.transpose(0, 2, 1)
             np.matmul(do[b0:b1, i0:i1], vt[b0:b1, :, :j1], out=d)           # dP = dO Vᵀ
-            C.attention_softmax_backward(p, d, delta[b0:b1, i0:i1], alpha)  # dS' = α P⊙(dP−δ)
+            C.attention_softmax_backward(p, d, delta[b0:b1, i0:i1], alpha, False)  # α P⊙(dP−δ)
             np.matmul(d, k[b0:b1, :j1], out=dq[b0:b1, i0:i1])               # dQ = dS' K
             dt = d.transpose(0, 2, 1)
-            if len(blocks) == 1:
-                np.matmul(pt, do[b0:b1], out=dv[b0:b1])                     # dV = Pᵀ dO
-                np.matmul(dt, q[b0:b1], out=dk[b0:b1])                      # dK = dS'ᵀ Q
+            if single:
+                np.matmul(pt, do[b0:b1], out=dv[b0:b1, :j1])                # dV = Pᵀ dO
+                np.matmul(dt, q[b0:b1], out=dk[b0:b1, :j1])                 # dK = dS'ᵀ Q
             else:                                                            # accumulate
                 tv = tmp_v[:b1 - b0, :j1]
                 np.matmul(pt, do[b0:b1, i0:i1], out=tv)

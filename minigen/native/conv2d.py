@@ -70,9 +70,33 @@ def _forward(x, w, stride, padding, dilation, groups):
     return y.reshape(n, c_out, ho, wo)
 
 
+def _flipped(w, groups):
+    """w'[c, o, i, j] = w[o, c, k_h−1−i, k_w−1−j] per group: (C_in, C_out/G, k_h, k_w)."""
+    c_out, cg, kh, kw = w.shape
+    wf = w.reshape(groups, c_out // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return np.ascontiguousarray(wf).reshape(groups * cg, c_out // groups, kh, kw)
+
+
+def _dgrad_as_conv(w, stride, padding, dilation):
+    """With stride 1, dgrad is itself a convolution: ∂x = conv2d(g, w', padding d(k−1) − p),
+    w' the weight flipped in space with its channel axes swapped (a gather, im2col, instead of
+    the scatter-add of col2im, and a GEMM with K = C_out/G·k_h·k_w instead of C_out/G)."""
+    kh, kw = w.shape[2:]
+    return stride == (1, 1) and padding[0] <= dilation[0] * (kh - 1) and \
+        padding[1] <= dilation[1] * (kw - 1)
+
+
 def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shape=None):
     """(dgrad, wgrad) in one pass over the batch; g, x, w C-contiguous. x may be None when only
     the input gradient is wanted (then ``x_shape`` gives the input's shape)."""
+    if need_x and _dgrad_as_conv(w, stride, padding, dilation) and \
+            not _pointwise(*w.shape[2:], stride, padding, dilation):
+        kh, kw = w.shape[2:]
+        pad = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
+        gx = _forward(g, _flipped(w, groups), stride, pad, dilation, groups)
+        gw = _backward(g, x, w, stride, padding, dilation, groups, False, True)[1] \
+            if need_w else None
+        return gx, gw
     n, c_in, h, wd = x.shape if x is not None else x_shape
     c_out, cg, kh, kw = w.shape
     ho, wo = g.shape[2:]

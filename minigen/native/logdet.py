@@ -29,7 +29,8 @@ _C = _native.module()
 
 __all__ = list(_ref.__all__)
 
-SMALL_N = 48     # up to here the unblocked batched kernel (measured: benchmarks/bench_logdet.py)
+SMALL_N = 512   # up to here the unblocked C++ kernels (measured: numpy BLAS calls on 32–64 wide
+                # blocks lost to it at n = 256 on the 2-core machine, see the module notes)
 NB = 32          # panel width of the blocked LU
 NB_SOLVE = 64    # diagonal block of the blocked triangular solves
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import creation, no_grad
+from ..dtypes import get_default_dtype
 from ..backend import xp_of
 from ..ops import flow as F
 from ..tensor import tensor as _tensor
@@ -77,6 +78,8 @@ class InvConv2dLU(Module):
         perm = pivots_to_permutation(piv)
         p = np.eye(c)[perm].T                                   # q = P_rᵀ L U: P = P_rᵀ
         d = np.diag(lu)
+
+        dtype = dtype if dtype is not None else get_default_dtype()
 
         def t(a, param):
             v = _tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
