@@ -15,6 +15,12 @@ step counts 3× the forward (dx and dW each cost one forward), which slightly ov
     python benchmarks/bench_e2_unet.py [--threads N] [--json FILE] [--wait-quiet S]
         [--profile]           # per-op forward/backward time of minigen's E2 step + cProfile
         [--device cuda]       # on a GPU: minigen (CuPy) vs PyTorch eager, fp32
+        [--native-threads 1]  # minigen's OpenMP kernels single-threaded (see below)
+
+Threads: on the 2-core machine an OpenMP parallel region of minigen's kernels (im2col,
+col2im, ...) started right after a numpy BLAS call competes with OpenBLAS's worker threads,
+which spin for a while after each call; measured on the E2 step (2026-11-21): 4.2 s/step with
+both at 2 threads vs 0.52–0.78 s/step with ``--native-threads 1``. Report both settings.
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """K5: fused noise-schedule ops (BENCH.md) against the same math as separate numpy / PyTorch ops.
 
 Workloads (per-sample t drawn over the whole schedule, T = 1000 linear; float32):
-    q_sample         x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε            read x0, ε; write x_t          12 B/elt
-    ddpm step        x_{t−1} = μ̃(x̂_0(ε), x_t) + σ_t z      read x_t, ε, z; write out       16 B/elt
-    ddim step (η=0)  x_{t'} = √ᾱ' x̂_0 + √(1−ᾱ') ε        read x_t, ε; write out          12 B/elt
-    cfg + ddim step  ε̄ = (1+w) ε_c − w ε_u, then DDIM     read x_t, ε_c, ε_u; write out   16 B/elt
+    q_sample         x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε         read x0, ε; write x_t         12 B/elt
+    ddpm step        x_{t−1} = μ̃(x̂_0(ε), x_t) + σ_t z   read x_t, ε, z; write out      16 B/elt
+    ddim step (η=0)  x_{t'} = √ᾱ' x̂_0 + √(1−ᾱ') ε     read x_t, ε; write out         12 B/elt
+    cfg + ddim step  ε̄ = (1+w) ε_c − w ε_u, then DDIM  read x_t, ε_c, ε_u; write out  16 B/elt
 (bytes for float32; halve them for float16/bfloat16). The minigen rows call the public ops
 (``minigen.q_sample``, ``minigen.ddpm_step``, ...) on Tensors, per-call overhead included;
 "numpy" and "torch" rows write the same equations as separate array ops, gathering the

@@ -166,7 +166,8 @@ class TorchUNet(nn.Module):
         temb = self.time_embed(timestep_embedding(t, self.model_channels, freqs))
         if self.num_classes is not None:
             if y is None:
-                y = torch.full((t.shape[0],), self.num_classes, dtype=torch.long)
+                y = torch.full((t.shape[0],), self.num_classes, dtype=torch.long,
+                               device=t.device)
             temb = temb + self.class_embed(y)
         h = self.conv_in(x)
         skips = []

@@ -37,6 +37,11 @@ namespace {
 
 struct Geometry {
     std::ptrdiff_t planes;   // images · channels
+    std::ptrdiff_t channels;
+    // Column row (c, i, j) of image n starts at cols + n·img_stride + ((c·k_h + i)·k_w + j)·ld:
+    // batched layout (n, C·k_h·k_w, P): img_stride = C·k_h·k_w·P, ld = P;
+    // wide layout (C·k_h·k_w, n·P), one GEMM for the whole chunk: img_stride = P, ld = n·P.
+    std::ptrdiff_t img_stride, ld;
     std::ptrdiff_t h, w;     // input plane
     std::ptrdiff_t ho, wo;   // output plane
     std::ptrdiff_t kh, kw, sh, sw, ph, pw, dh, dw;
@@ -76,9 +81,9 @@ void im2col_kernel(const T* __restrict x, T* __restrict cols, const Geometry& g,
     const std::ptrdiff_t plane_in = g.h * g.w, row = g.ho * g.wo;
     for_planes(g.planes, g.planes * g.kh * g.kw * row, par, [&](std::ptrdiff_t p) {
         const T* src = x + p * plane_in;
-        T* dst = cols + p * g.kh * g.kw * row;
+        T* dst = cols + (p / g.channels) * g.img_stride + (p % g.channels) * g.kh * g.kw * g.ld;
         for (std::ptrdiff_t i = 0; i < g.kh; ++i) {
-            for (std::ptrdiff_t j = 0; j < g.kw; ++j, dst += row) {
+            for (std::ptrdiff_t j = 0; j < g.kw; ++j, dst += g.ld) {
                 const std::ptrdiff_t col_off = j * g.dw - g.pw;
                 std::ptrdiff_t lo, hi;
                 valid_range(g.w, g.wo, g.sw, col_off, &lo, &hi);
@@ -110,10 +115,11 @@ void col2im_kernel(const T* __restrict cols, T* __restrict x, const Geometry& g,
     const std::ptrdiff_t plane_in = g.h * g.w, row = g.ho * g.wo;
     for_planes(g.planes, g.planes * g.kh * g.kw * row, par, [&](std::ptrdiff_t p) {
         T* dst = x + p * plane_in;
-        const T* src = cols + p * g.kh * g.kw * row;
+        const T* src =
+            cols + (p / g.channels) * g.img_stride + (p % g.channels) * g.kh * g.kw * g.ld;
         std::fill(dst, dst + plane_in, T(0));
         for (std::ptrdiff_t i = 0; i < g.kh; ++i) {
-            for (std::ptrdiff_t j = 0; j < g.kw; ++j, src += row) {
+            for (std::ptrdiff_t j = 0; j < g.kw; ++j, src += g.ld) {
                 const std::ptrdiff_t col_off = j * g.dw - g.pw;
                 std::ptrdiff_t lo, hi;
                 valid_range(g.w, g.wo, g.sw, col_off, &lo, &hi);
@@ -165,12 +171,19 @@ Geometry check_args(const char* fn, const py::array& image, const py::array& col
         throw py::value_error(std::string(fn) + ": the kernel is larger than the padded image " +
                               shape_str(image));
     }
-    if (cols.ndim() != 3 || cols.shape(0) != image.shape(0) ||
-        cols.shape(1) != image.shape(1) * kh * kw || cols.shape(2) != g.ho * g.wo) {
-        throw py::value_error(std::string(fn) + ": cols must have shape (" +
-                              std::to_string(image.shape(0)) + ", " +
-                              std::to_string(image.shape(1) * kh * kw) + ", " +
-                              std::to_string(g.ho * g.wo) + "), got " + shape_str(cols));
+    const std::ptrdiff_t n = image.shape(0), k = image.shape(1) * kh * kw, p = g.ho * g.wo;
+    g.channels = image.shape(1);
+    if (cols.ndim() == 3 && cols.shape(0) == n && cols.shape(1) == k && cols.shape(2) == p) {
+        g.img_stride = k * p;
+        g.ld = p;
+    } else if (cols.ndim() == 2 && cols.shape(0) == k && cols.shape(1) == n * p) {
+        g.img_stride = p;
+        g.ld = n * p;
+    } else {
+        throw py::value_error(std::string(fn) + ": cols must have shape (" + std::to_string(n) +
+                              ", " + std::to_string(k) + ", " + std::to_string(p) + ") or (" +
+                              std::to_string(k) + ", " + std::to_string(n * p) + "), got " +
+                              shape_str(cols));
     }
     if (!image.dtype().is(cols.dtype())) {
         throw py::value_error(std::string(fn) + ": image (" + dtype_str(image) + ") and cols (" +
@@ -184,7 +197,7 @@ Geometry check_args(const char* fn, const py::array& image, const py::array& col
 
 }  // namespace
 
-// cols ← im2col(image): cols[n, (c, i, j), (a, b)] = image_pad[n, c, a·s_h + i·d_h, b·s_w + j·d_w]
+// cols ← im2col(image), cols batched (N, C·k_h·k_w, P) or wide (C·k_h·k_w, N·P): cols[n, (c, i, j), (a, b)] = image_pad[n, c, a·s_h + i·d_h, b·s_w + j·d_w]
 void conv2d_im2col(const py::object& image_obj, const py::object& cols_obj, std::ptrdiff_t kh,
                    std::ptrdiff_t kw, std::ptrdiff_t sh, std::ptrdiff_t sw, std::ptrdiff_t ph,
                    std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw, bool parallel) {

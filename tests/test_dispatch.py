@@ -9,6 +9,7 @@ from minigen import dispatch
 @pytest.fixture
 def fake(monkeypatch):
     """A family 'fake' with three implementations over stdlib modules; 'native' is broken."""
+    dispatch._ensure_registered()  # the real families first, so the copies below hold them
     monkeypatch.setattr(dispatch, "_FAMILIES", {k: dict(v) for k, v in
                                                 dispatch._FAMILIES.items()})
     monkeypatch.setattr(dispatch, "_ORDER", dict(dispatch._ORDER))

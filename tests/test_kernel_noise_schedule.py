@@ -395,26 +395,52 @@ def test_timesteps_are_arrays_never_items(impl):
 
 @pytest.mark.gpu
 def test_cuda_step_has_no_host_sync():
-    import cupy
+    """A sampling loop on the GPU: timesteps on the device, no synchronisation (CuPy raises
+    DeviceSynchronized inside allow_synchronize(False) if anything waits for the device)."""
     import cupyx
 
     s = NoiseSchedule(1000)
     x = mg.randn(4, 3, 8, 8, device="cuda")
     both = mg.randn(8, 3, 8, 8, device="cuda")
-    t = mg.tensor(np.array([999, 500, 10, 0]), device="cuda")
+    t_np = np.array([999, 500, 10, 1])
+    t = mg.tensor(t_np, device="cuda")
     tp = t - 1
-    s.device_table("cuda")       # the table's one upload happens before the loop
-    xt = mg.q_sample(s, x, t, x)
+
+    def loop(xt):
+        xt = mg.ddim_step(s, both, t, tp, xt, x, eta=0.5, guidance_scale=2.0)
+        return mg.ddpm_step(s, both, t, xt, x, guidance_scale=2.0)
+
+    xt = loop(mg.q_sample(s, x, t, x))    # first calls: table upload, kernel compilation
     with cupyx.allow_synchronize(False):
         for _ in range(3):
-            xt = mg.ddim_step(s, both, t, tp, xt, x, eta=0.5, guidance_scale=2.0)
-            xt = mg.ddpm_step(s, both, t, xt, x, guidance_scale=2.0)
-    cupy.cuda.Device().synchronize()
-    want = R.ddpm_step(s.table, xt.numpy() * 0 + 1, np.array([999, 500, 10, 0]),
-                       np.ones((4, 3, 8, 8), np.float32), None, None)[0]
-    got = mg.ddpm_step(s, mg.ones(4, 3, 8, 8, device="cuda"), t,
-                       mg.ones(4, 3, 8, 8, device="cuda")).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+            xt = loop(xt)
+    ones = np.ones((4, 3, 8, 8), np.float32)
+    want = R.ddpm_step(s.table, ones, t_np, ones, None, None)[0]
+    got = mg.ddpm_step(s, mg.tensor(ones, device="cuda"), t, mg.tensor(ones, device="cuda"))
+    np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("impl", implementations("noise_schedule", device="cuda"))
+def test_cuda_impls_vs_reference(impl):
+    s = NoiseSchedule(1000, "cosine")
+    rng = np.random.default_rng(7)
+    shape = (5, 3, 17, 9)
+    for dt in (np.float32, np.float64):
+        x, ec, eu, z = (rng.standard_normal(shape).astype(dt) for _ in range(4))
+        t = np.array([0, 1, 500, 998, 999])
+        tp = np.array([-1, 0, 100, -1, 990])
+        cu = lambda a: mg.tensor(a, device="cuda")  # noqa: E731
+        with dispatch.use(noise_schedule=impl):
+            q = mg.q_sample(s, cu(x), cu(t), cu(z))
+            d = mg.ddim_step(s, cu(np.concatenate([ec, eu])), cu(t), cu(tp), cu(x), cu(z),
+                             eta=0.5, guidance_scale=2.0, clip_sample=True)
+            p = mg.ddpm_step(s, cu(ec), cu(t), cu(x), cu(z), prediction_type="v_prediction")
+        _close(q.cpu().numpy(), R.q_sample(s.table, x, t, z), dt, "q_sample")
+        _close(d.cpu().numpy(), R.ddim_step(s.table, x, t, tp, ec, eu, z, eta=0.5, w=2.0,
+                                            clip=1.0)[0], dt, "ddim")
+        _close(p.cpu().numpy(), R.ddpm_step(s.table, x, t, ec, None, z,
+                                            prediction_type="v_prediction")[0], dt, "ddpm")
 
 
 # ----------------------------------------------------------------------------------- errors

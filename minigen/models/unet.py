@@ -156,7 +156,8 @@ class Upsample(nn.Module):
 
 
 class _Upsample2x(Function):
-    """y[..., 2i+a, 2j+b] = x[..., i, j] (a, b ∈ {0, 1});  ∂x[..., i, j] = Σ_{a,b} g[..., 2i+a, 2j+b].
+    """y[..., 2i+a, 2j+b] = x[..., i, j] (a, b ∈ {0, 1});
+    ∂x[..., i, j] = Σ_{a,b} g[..., 2i+a, 2j+b].
 
     One broadcast write forward and four strided reads backward: the integer-factor case of
     F.interpolate(mode="nearest"), whose general gather/scatter-add costs ~20× more here.

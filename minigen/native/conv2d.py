@@ -50,23 +50,27 @@ def _geom(kh, kw, stride, padding, dilation):
 
 
 def _forward(x, w, stride, padding, dilation, groups):
-    """Y = W X_col per image and group; x, w C-contiguous. Returns (N, C_out, H_out, W_out)."""
+    """Y = W X_col per chunk and group; x, w C-contiguous. Returns (N, C_out, H_out, W_out)."""
     n, c_in, h, wd = x.shape
     c_out, cg, kh, kw = w.shape
     ho, wo = _out_hw(h, wd, kh, kw, stride, padding, dilation)
-    p, kg = ho * wo, cg * kh * kw
-    wg = w.reshape(groups, c_out // groups, kg)
-    y = np.empty((n, groups, c_out // groups, p), dtype=x.dtype)
-    if _pointwise(kh, kw, stride, padding, dilation):
-        np.matmul(wg, x.reshape(n, groups, cg, p), out=y)
+    p, kg, og = ho * wo, cg * kh * kw, c_out // groups
+    wg = w.reshape(groups, og, kg)
+    y = np.empty((n, c_out, p), dtype=x.dtype)
+    if _pointwise(kh, kw, stride, padding, dilation):   # X_col is x itself
+        np.matmul(wg, x.reshape(n, groups, cg, p), out=y.reshape(n, groups, og, p))
         return y.reshape(n, c_out, ho, wo)
     nb = chunk_images(n, c_in * kh * kw, p, x.itemsize)
-    cols = np.empty((nb, c_in * kh * kw, p), dtype=x.dtype)
+    cols_buf = np.empty(c_in * kh * kw * nb * p, dtype=x.dtype)
+    out_buf = np.empty(c_out * nb * p, dtype=x.dtype)
     im2col, geom = _C().conv2d_im2col, _geom(kh, kw, stride, padding, dilation)
     for n0 in range(0, n, nb):
         m = min(nb, n - n0)
-        im2col(x[n0:n0 + m], cols[:m], *geom)
-        np.matmul(wg, cols[:m].reshape(m, groups, kg, p), out=y[n0:n0 + m])
+        cols = cols_buf[:c_in * kh * kw * m * p].reshape(c_in * kh * kw, m * p)   # wide
+        im2col(x[n0:n0 + m], cols, *geom)
+        out = out_buf[:c_out * m * p].reshape(groups, og, m * p)
+        np.matmul(wg, cols.reshape(groups, kg, m * p), out=out)   # one GEMM per group
+        y[n0:n0 + m] = out.reshape(c_out, m, p).transpose(1, 0, 2)
     return y.reshape(n, c_out, ho, wo)
 
 
@@ -101,13 +105,13 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
     c_out, cg, kh, kw = w.shape
     ho, wo = g.shape[2:]
     p, kg, og = ho * wo, cg * kh * kw, c_out // groups
-    gg = g.reshape(n, groups, og, p)
+    dt = g.dtype
     wg = w.reshape(groups, og, kg)
     wgt = np.ascontiguousarray(np.swapaxes(wg, 1, 2))            # Wᵀ per group (G, K, O)
-    dt = g.dtype
     gx = np.empty((n, c_in, h, wd), dtype=dt) if need_x else None
     gw = np.zeros((groups, og, kg), dtype=dt) if need_w else None
     if _pointwise(kh, kw, stride, padding, dilation):
+        gg = g.reshape(n, groups, og, p)
         if need_x:
             np.matmul(wgt, gg, out=gx.reshape(n, groups, cg, p))
         if need_w:
@@ -116,22 +120,25 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
                 gw += np.matmul(gg[i], np.swapaxes(xg[i], -1, -2))
         return gx, (gw.reshape(w.shape) if need_w else None)
     nb = chunk_images(n, c_in * kh * kw, p, dt.itemsize)
-    cols = np.empty((nb, c_in * kh * kw, p), dtype=dt)
+    cols_buf = np.empty(c_in * kh * kw * nb * p, dtype=dt)
+    gt_buf = np.empty(c_out * nb * p, dtype=dt)
     part = np.empty((groups, og, kg), dtype=dt) if need_w else None
     geom = _geom(kh, kw, stride, padding, dilation)
     C = _C()
+    g3 = g.reshape(n, c_out, p)
     for n0 in range(0, n, nb):
         m = min(nb, n - n0)
-        cm = cols[:m]
-        if need_w:                                   # ∂W += G[n] X_col[n]ᵀ
-            C.conv2d_im2col(x[n0:n0 + m], cm, *geom)
-            cg4 = cm.reshape(m, groups, kg, p)
-            for i in range(m):
-                np.matmul(gg[n0 + i], np.swapaxes(cg4[i], -1, -2), out=part)
-                gw += part
-        if need_x:                                   # ∂x[n] = col2im(Wᵀ G[n])
-            np.matmul(wgt, gg[n0:n0 + m], out=cm.reshape(m, groups, kg, p))
-            C.conv2d_col2im(cm, gx[n0:n0 + m], *geom)
+        cols = cols_buf[:c_in * kh * kw * m * p].reshape(c_in * kh * kw, m * p)   # wide
+        gt = gt_buf[:c_out * m * p].reshape(c_out, m, p)
+        np.copyto(gt, g3[n0:n0 + m].transpose(1, 0, 2))          # G as (C_out, m·P)
+        gt = gt.reshape(groups, og, m * p)
+        if need_w:                                   # ∂W += G X_colᵀ  (K of the GEMM: m·P)
+            C.conv2d_im2col(x[n0:n0 + m], cols, *geom)
+            np.matmul(gt, np.swapaxes(cols.reshape(groups, kg, m * p), 1, 2), out=part)
+            gw += part
+        if need_x:                                   # ∂x = col2im(Wᵀ G)
+            np.matmul(wgt, gt, out=cols.reshape(groups, kg, m * p))
+            C.conv2d_col2im(cols, gx[n0:n0 + m], *geom)
     return gx, (gw.reshape(w.shape) if need_w else None)
 
 
