@@ -19,8 +19,9 @@ step counts 3× the forward (dx and dW each cost one forward), which slightly ov
 
 Threads: on the 2-core machine an OpenMP parallel region of minigen's kernels (im2col,
 col2im, ...) started right after a numpy BLAS call competes with OpenBLAS's worker threads,
-which spin for a while after each call; measured on the E2 step (2026-11-21): 4.2 s/step with
-both at 2 threads vs 0.52–0.78 s/step with ``--native-threads 1``. Report both settings.
+which spin for a while after each call. Measured on the E2 step (2026-11-21, 2 threads):
+4.2 s/step with an early conv2d version vs 0.70 s with ``--native-threads 1``; with the
+later one 0.84 s vs 0.53 s. Report both settings.
 """
 from __future__ import annotations
 
