@@ -25,7 +25,16 @@ the chip's float32 peak (measured on the 2-core EPYC: sgemm 2048³ 234 GFLOP/s a
 ~460 GFLOP/s with OPENBLAS_CORETYPE=SkylakeX), while PyTorch's oneDNN/MKL use AVX-512. "auto"
 (default) sets OPENBLAS_CORETYPE=SkylakeX before numpy loads, only on such a CPU and only when
 the variable is unset; "none" leaves OpenBLAS alone. The choice is printed and saved in the JSON
-(threads.openblas_coretype), and the sgemm ceiling is measured under the same setting.
+(threads.openblas_coretype), and the sgemm ceiling is measured under the same setting. (The
+2-core machine of this project sets OPENBLAS_CORETYPE=Haswell in its environment; "auto" keeps
+it.)
+
+OpenBLAS's idle worker threads spin for up to 2^OPENBLAS_THREAD_TIMEOUT cycles (default 28,
+~0.1 s) after each GEMM. The native conv interleaves GEMMs with im2col on the calling thread, so
+on a busy 2-core machine the spinning worker, the calling thread and any other process fight
+for the cores (measured under load: K1 dgrad 41–770 ms with the default, 15 ms with
+``--openblas-thread-timeout 4``). The option sets the variable before numpy loads; it does not
+affect PyTorch (oneDNN/MKL). Saved as threads.openblas_thread_timeout.
 """
 from __future__ import annotations
 
@@ -231,6 +240,8 @@ def openblas_coretype(choice: str) -> str:
 
 def main():
     p = common_args(__doc__.splitlines()[0])
+    p.add_argument("--openblas-thread-timeout", default=None, metavar="N",
+                   help="set OPENBLAS_THREAD_TIMEOUT=N (4..30) before numpy loads")
     p.add_argument("--openblas-coretype", default="auto",
                    help="auto | none | an OpenBLAS core name (see the module docstring)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -241,8 +252,11 @@ def main():
     p.add_argument("--profile", action="store_true", help="cProfile native K1 fwd + bwd")
     args = p.parse_args()
     coretype = openblas_coretype(args.openblas_coretype)
+    if args.openblas_thread_timeout is not None and "numpy" not in sys.modules:
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(int(args.openblas_thread_timeout))
     threads = pin_threads(args.threads)
     threads["openblas_coretype"] = coretype
+    threads["openblas_thread_timeout"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default")
     print(f"OpenBLAS core type: {coretype}")
     if args.device == "cuda":
         os.environ.pop("TRITON_INTERPRET", None)  # never time the interpreter

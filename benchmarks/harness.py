@@ -112,6 +112,11 @@ def machine() -> dict:
     import numpy as np
     info = {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "platform": platform.platform()}
+    # Environment that changes numpy's BLAS speed: OPENBLAS_CORETYPE=Haswell (set on the 2-core
+    # development machine) halves its float32 GEMM rate on an AVX-512 CPU; the thread timeout
+    # decides how long its idle workers spin after a call. Recorded so runs compare fairly.
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY"):
+        info[var.lower()] = os.environ.get(var, "unset")
     torch = try_import_torch()
     if torch is not None:
         info["torch"] = torch.__version__

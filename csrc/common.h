@@ -67,6 +67,7 @@ void register_conv2d(py::module_& m);          // conv2d.cpp
 void register_attention(py::module_& m);       // attention.cpp
 void register_noise_schedule(py::module_& m);  // noise_schedule.cpp
 void register_logdet(py::module_& m);          // logdet.cpp
+void register_normalization(py::module_& m);   // normalization.cpp
 
 // ---- argument checks (common.cpp) -----------------------------------------------------------
 // Every check names the function and the argument: "adam_step: grad has shape (3, 4) but

@@ -197,7 +197,9 @@ Geometry check_args(const char* fn, const py::array& image, const py::array& col
 
 }  // namespace
 
-// cols ← im2col(image), cols batched (N, C·k_h·k_w, P) or wide (C·k_h·k_w, N·P): cols[n, (c, i, j), (a, b)] = image_pad[n, c, a·s_h + i·d_h, b·s_w + j·d_w]
+// cols ← im2col(image): column row (c, i, j) of image n holds, at output pixel (a, b),
+// image_pad[n, c, a·s_h + i·d_h, b·s_w + j·d_w]; cols batched (N, C·k_h·k_w, P) or wide
+// (C·k_h·k_w, N·P).
 void conv2d_im2col(const py::object& image_obj, const py::object& cols_obj, std::ptrdiff_t kh,
                    std::ptrdiff_t kw, std::ptrdiff_t sh, std::ptrdiff_t sw, std::ptrdiff_t ph,
                    std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw, bool parallel) {

@@ -257,6 +257,36 @@ def test_impl_float32_and_pointwise(impl):
             assert (err <= 1e-4 * (1 + np.abs(r))).all(), err.max()
 
 
+@pytest.mark.parametrize("per_chunk", [1, 2])
+def test_native_chunks(monkeypatch, per_chunk):
+    """The native version walks the batch in chunks (ragged last one here: 3 images)."""
+    if "native" not in [p.values[0] for p in IMPLS if not p.marks]:
+        pytest.skip("native implementation unavailable here")
+    from minigen.native import conv2d as nat
+    for transposed, stride, pad in [(False, (1, 1), (1, 1)), (False, (2, 1), (1, 0)),
+                                    (True, (2, 2), (1, 0))]:
+        case = dict(n=3, c_in=4, c_out=6, h=6, w=5, k=(3, 2), stride=stride, padding=pad,
+                    output_padding=(1, 0), dilation=(1, 1), groups=2, bias=True)
+        x, w, b = _arrays(case, transposed, 9)
+        want = _run(case, transposed, "reference", x, w, b)
+        monkeypatch.setattr(nat, "chunk_images", lambda n, k, p, itemsize: per_chunk)
+        _compare(_run(case, transposed, "native", x, w, b), want, 1e-10)
+
+
+def test_native_kernel_argument_errors():
+    if "native" not in [p.values[0] for p in IMPLS if not p.marks]:
+        pytest.skip("native implementation unavailable here")
+    C = mg._native.module()
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="cols must have shape"):
+        C.conv2d_im2col(x, np.zeros((2, 27, 24), np.float32), 3, 3, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="same dtype"):
+        C.conv2d_im2col(x, np.zeros((2, 27, 25)), 3, 3, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        C.conv2d_col2im(np.zeros((27, 50), np.float32), x[:, :, :, ::-1], 3, 3, 1, 1, 1, 1, 1,
+                        1)
+
+
 def test_triton_wgrad_split_k():
     """The Triton weight gradient splits its long reduction (N·H_out·W_out) over programs and
     adds the partial sums; a ragged split must give the same result."""
@@ -304,7 +334,8 @@ def test_conv2d_module():
     assert tuple(m.weight.shape) == (6, 2, 3, 3) and tuple(m.bias.shape) == (6,)
     assert list(m.state_dict()) == ["weight", "bias"]
     bound = 1 / np.sqrt(2 * 9)   # kaiming_uniform(a=√5): U(±1/√fan_in); bias the same
-    assert np.abs(m.weight.detach().numpy()).max() <= bound and np.abs(m.bias.detach().numpy()).max() <= bound
+    assert np.abs(m.weight.detach().numpy()).max() <= bound
+    assert np.abs(m.bias.detach().numpy()).max() <= bound
     y = m(mg.randn(2, 4, 9, 8))
     assert tuple(y.shape) == (2, 6, 5, 4)
     assert tuple(m(mg.randn(4, 9, 8)).shape) == (6, 5, 4)   # unbatched

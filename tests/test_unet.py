@@ -222,12 +222,13 @@ def test_state_dict_round_trip(tmp_path):
 
 
 def test_upsample_nearest2x_matches_interpolate():
-    from minigen.models.unet import upsample_nearest2x
-    x = mg.tensor(np.random.default_rng(0).standard_normal((2, 3, 4, 5)), requires_grad=True)
-    a = upsample_nearest2x(x)
+    # the Upsample block's F.interpolate(scale_factor=2) takes the integer-factor fast path:
+    # y = each pixel repeated 2×2, ∂x = the sum of its 2×2 block of g
+    x0 = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
+    x = mg.tensor(x0, requires_grad=True)
     b = mg.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
-    np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
-    g = mg.tensor(np.random.default_rng(1).standard_normal(a.shape))
-    ga, = mg.autograd.grad(a, [x], g)
-    gb, = mg.autograd.grad(b, [x], g)
-    np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(b.detach().numpy(), x0.repeat(2, axis=2).repeat(2, axis=3))
+    g = np.random.default_rng(1).standard_normal(b.shape)
+    gb, = mg.autograd.grad(b, [x], mg.tensor(g))
+    np.testing.assert_allclose(gb.numpy(), g.reshape(2, 3, 4, 2, 5, 2).sum((3, 5)), rtol=1e-12,
+                               atol=1e-12)

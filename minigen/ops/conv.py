@@ -85,9 +85,9 @@ def _check_tensors(op, input, weight, bias, transposed):
         raise RuntimeError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got "
                            f"shape {tuple(input.shape)}")
     if weight.ndim != 4:
-        raise RuntimeError(f"{op}: expected a 4-D weight "
-                           f"{'(C_in, C_out/groups, kH, kW)' if transposed else '(C_out, C_in/groups, kH, kW)'}"
-                           f", got shape {tuple(weight.shape)}")
+        layout = "(C_in, C_out/groups, kH, kW)" if transposed else "(C_out, C_in/groups, kH, kW)"
+        raise RuntimeError(f"{op}: expected a 4-D weight {layout}, got shape "
+                           f"{tuple(weight.shape)}")
     require_float(input, op)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.dtype != input.dtype:

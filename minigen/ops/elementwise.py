@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .. import dtypes
+from .. import _native, dtypes
 from ..autograd.function import Function
 from ..backend import to_device, xp_of
 from ..tensor import Tensor
@@ -436,14 +436,27 @@ class LeakyRelu(Function):
 
 
 class Silu(Function):
-    """x σ(x); d/dx = σ(x)(1 + x(1 − σ(x)))."""
+    """x σ(x); d/dx = σ(x)(1 + x(1 − σ(x))).
+
+    CPU float32/float64 with minigen._C: the C++ loops of csrc/normalization.cpp (one pass,
+    σ recomputed in backward instead of saved); otherwise this numpy code, their reference.
+    """
     def forward(self, x):
-        xp = xp_of(x)
         self.x = x
+        self.native = (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
+                       and _native.available())
+        if self.native:
+            self.x = x if x.flags.c_contiguous else np.ascontiguousarray(x)
+            return _native.module().silu_forward(self.x)
+        xp = xp_of(x)
         self.s = ((xp.tanh(x * 0.5) + 1) * 0.5).astype(x.dtype, copy=False)
         return x * self.s
 
     def backward(self, g):
+        if self.native:
+            g = g.astype(self.x.dtype, copy=False)
+            return _native.module().silu_backward(
+                g if g.flags.c_contiguous else np.ascontiguousarray(g), self.x)
         s = self.s
         return g * (s * (1 + self.x * (1 - s)))
 
