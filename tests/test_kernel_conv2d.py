@@ -402,3 +402,22 @@ def test_conv_transpose2d_module():
 def test_errors(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+@pytest.mark.parametrize("impl", implementations("conv2d", exclude=("triton",)))
+def test_half_precision_runs_in_float32_and_keeps_its_dtype(impl):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float16)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
+    from minigen.reference import conv2d as ref
+    want = ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None,
+                                     (1, 1), (1, 1), (1, 1), 1)
+    with dispatch.use(conv2d=impl):
+        xt = mg.tensor(x, requires_grad=True)
+        wt = mg.tensor(w, requires_grad=True)
+        y = F.conv2d(xt, wt, padding=1)
+        y.sum().backward()
+        yt = F.conv_transpose2d(xt, wt.detach().transpose(0, 1).contiguous(), padding=1)
+    assert y.dtype == mg.float16 and xt.grad.dtype == mg.float16 and wt.grad.dtype == mg.float16
+    assert yt.dtype == mg.float16
+    np.testing.assert_allclose(y.detach().numpy().astype(np.float64), want, rtol=2e-2, atol=2e-2)

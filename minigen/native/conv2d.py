@@ -158,7 +158,15 @@ def _dgrad(g, w, in_hw, stride, padding, dilation, groups):
 
 
 def _c(a):
+    """C-contiguous, in a dtype the C++ kernels take: float16/bfloat16 run in float32 (the
+    results are cast back by the family functions below)."""
+    if a.dtype not in (np.float32, np.float64):
+        return np.ascontiguousarray(a, dtype=np.float32)
     return np.ascontiguousarray(a)
+
+
+def _back(r, dtype):
+    return None if r is None else r.astype(dtype, copy=False)
 
 
 # ------------------------------------------------------------------------ family interface
@@ -166,7 +174,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     y = _forward(_c(x), _c(w), stride, padding, dilation, groups)
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
-    return y
+    return _back(y, x.dtype)
 
 
 def conv2d_backward(g, x, w, stride, padding, dilation, groups, needs=(True, True, True)):
@@ -175,7 +183,7 @@ def conv2d_backward(g, x, w, stride, padding, dilation, groups, needs=(True, Tru
         gx, gw = _backward(_c(g), _c(x), _c(w), stride, padding, dilation, groups,
                            bool(needs[0]), bool(needs[1]))
     gb = g.sum(axis=(0, 2, 3)) if needs[2] else None
-    return gx, gw, gb
+    return _back(gx, x.dtype), _back(gw, w.dtype), gb
 
 
 def _natural(x, w, out_hw, stride, padding, dilation):
@@ -193,6 +201,7 @@ def _natural(x, w, out_hw, stride, padding, dilation):
 
 
 def conv_transpose2d_forward(x, w, b, stride, padding, output_padding, dilation, groups):
+    dtype = x.dtype
     _, _, h, wd = x.shape
     kh, kw = w.shape[2:]
     out_hw = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op in
@@ -201,11 +210,12 @@ def conv_transpose2d_forward(x, w, b, stride, padding, output_padding, dilation,
     y = _dgrad(x, _c(w), out_hw, stride, padding, dilation, groups)
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
-    return y
+    return _back(y, dtype)
 
 
 def conv_transpose2d_backward(g, x, w, stride, padding, output_padding, dilation, groups,
                               needs=(True, True, True)):
+    dtypes = (x.dtype, w.dtype)
     g, x, w = _c(g), _c(x), _c(w)
     gx = gw = None
     if needs[0]:   # conv2d(g, w), cropped to x's size (see _natural)
@@ -216,4 +226,4 @@ def conv_transpose2d_backward(g, x, w, stride, padding, output_padding, dilation
         xe = _natural(x, w, g.shape[2:], stride, padding, dilation)
         gw = _backward(xe, g, w, stride, padding, dilation, groups, False, True)[1]
     gb = g.sum(axis=(0, 2, 3)) if needs[2] else None
-    return gx, gw, gb
+    return _back(gx, dtypes[0]), _back(gw, dtypes[1]), gb
