@@ -53,8 +53,8 @@ def unavailable(device_type: str) -> str | None:
         return str(exc)
     if device_type == "cpu":
         if not interpreting():
-            return ("Triton compiles for GPUs; on the CPU its kernels run only in the "
-                    "interpreter (set TRITON_INTERPRET=1 before importing triton)")
+            return ("on a CPU Triton runs only in its interpreter: set TRITON_INTERPRET=1 "
+                    "before triton is imported")
         return None
     if interpreting():
         return "TRITON_INTERPRET=1 is set: Triton runs on the CPU only"

@@ -266,6 +266,11 @@ def cuda_check(device_type: str) -> str | None:
     return None
 
 
+def reference_check(device_type: str) -> str | None:
+    """The numpy references run on CuPy arrays too, which needs CuPy and a GPU."""
+    return cuda_check(device_type) if device_type == "cuda" else None
+
+
 _REGISTERED = [False]
 
 
@@ -290,7 +295,7 @@ def register_family(family: str, cpu_order=("native", "reference"),
     import importlib.util
 
     candidates = {
-        "reference": (f"minigen.reference.{family}", ("cpu", "cuda"), None),
+        "reference": (f"minigen.reference.{family}", ("cpu", "cuda"), reference_check),
         "native": (f"minigen.native.{family}", ("cpu",), native_check),
         "triton": (f"minigen.kernels.{family}", ("cpu", "cuda"), triton_check),
         "cuda": (f"minigen.kernels.{family}_cuda", ("cuda",), cuda_check),

@@ -163,8 +163,11 @@ def _dispatch_lines() -> list[str]:
     others cannot run (``*`` = the one ``minigen.dispatch.get`` picks now)."""
     from . import dispatch
 
+    from .backend import cuda_available
+
     lines = ["  kernels (* = active; MINIGEN_KERNELS or minigen.dispatch.use() force one):"]
-    rows = dispatch.status()
+    devices = ("cpu", "cuda") if cuda_available() else ("cpu",)
+    rows = dispatch.status(devices)
     by_key: dict = {}
     for row in rows:
         by_key.setdefault((row["family"], row["device"]), []).append(row)
@@ -177,8 +180,11 @@ def _dispatch_lines() -> list[str]:
                 star = "*" if row["active"] else ""
                 parts.append(f"{OK} {row['implementation']}{star}")
         err = group[0]["error"]
-        tail = f"  [{err}]" if err else ""
+        tail = "  (none can run here)" if err else ""
         lines.append(f"    {family:<15s}{device:<5s} " + ", ".join(parts) + tail)
+    if "cuda" not in devices:
+        lines.append("    (cuda: no usable GPU, see the cupy line; the triton and cuda "
+                     "implementations are not active)")
     return lines
 
 
