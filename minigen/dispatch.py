@@ -216,6 +216,14 @@ def get(family: str, device="cpu"):
     return impl.load()
 
 
+def get_for(family: str, array):
+    """``get`` for the device an array lives on (numpy: cpu, otherwise cuda); what the op
+    layer calls inside a ``Function``, which sees arrays, not Tensors."""
+    import numpy as np
+
+    return get(family, "cpu" if isinstance(array, np.ndarray) else "cuda")
+
+
 def active(family: str, device="cpu") -> str:
     """The name of the implementation ``get`` would use now."""
     return choose(family, device)[0].name

@@ -35,7 +35,7 @@ __all__ = ["slogdet", "det", "inv", "solve", "lu_factor"]
 
 
 def _kernels(array):
-    return dispatch.get("logdet", "cpu" if isinstance(array, np.ndarray) else "cuda")
+    return dispatch.get_for("logdet", array)
 
 
 def _check_square(op: str, a, name="A"):

@@ -43,10 +43,6 @@ __all__ = ["scaled_dot_product_attention"]
 _OP = "scaled_dot_product_attention"
 
 
-def _device_type(array) -> str:
-    return "cpu" if isinstance(array, np.ndarray) else "cuda"
-
-
 def _flatten(xp, a, batch, B, tail=None):
     """``a`` broadcast to batch + tail (default: its own last two dims) and viewed as
     (B,) + tail; copies only when a view cannot express it (stride-0 dims stay stride 0)."""
@@ -80,7 +76,7 @@ class ScaledDotProductAttention(Function):
                 xp.broadcast_to(mask, (B,) + LS)
         keep3 = None if keep is None else _flatten(xp, keep, batch, B)
         if keep3 is None:
-            impl = dispatch.get("attention", _device_type(q))
+            impl = dispatch.get_for("attention", q)
             o, lse = impl.attention_forward(q3, k3, v3, m3, is_causal, scale)
         else:
             from ..reference import attention as impl

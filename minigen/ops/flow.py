@@ -28,7 +28,7 @@ __all__ = ["actnorm", "invconv_lu_weight", "invconv2d_lu", "affine_coupling"]
 
 
 def _kernels(array):
-    return dispatch.get("logdet", "cpu" if isinstance(array, np.ndarray) else "cuda")
+    return dispatch.get_for("logdet", array)
 
 
 def _check(op, name, t, ndim=None):

@@ -50,7 +50,7 @@ VARIANCE_TYPES = ("fixed_small", "fixed_large")
 
 
 def _impl(array):
-    return dispatch.get("noise_schedule", "cpu" if isinstance(array, np.ndarray) else "cuda")
+    return dispatch.get_for("noise_schedule", array)
 
 
 # ------------------------------------------------------------------------ argument checking
