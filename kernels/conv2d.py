@@ -76,7 +76,8 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr,
                     other=0.0)
         bmat = tl.load(w_ptr + (o[None, :] * KW_TOT + offs_k[:, None]),
                        mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        acc = tl.dot(a, bmat, acc, input_precision="tf32" if TF32 else "ieee")
+        acc = tl.dot(a, bmat, acc, input_precision="tf32" if TF32 else "ieee",
+                     out_dtype=tl.float64 if F64 else tl.float32)
     if HAS_BIAS:
         acc += tl.load(b_ptr + o, mask=n_ok, other=0.0).to(acc.dtype)[None, :]
     y_off = ((n[:, None] * O + o[None, :]) * HO + (rem // WO)[:, None]) * WO + \
@@ -123,7 +124,8 @@ def _dgrad_kernel(g_ptr, w_ptr, gx_ptr,
         bmat = tl.load(w_ptr + ((o[:, None] * CG + offs_n[None, :]) * KK +
                                 (offs_k % KK)[:, None]),
                        mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        acc = tl.dot(a, bmat, acc, input_precision="tf32" if TF32 else "ieee")
+        acc = tl.dot(a, bmat, acc, input_precision="tf32" if TF32 else "ieee",
+                     out_dtype=tl.float64 if F64 else tl.float32)
     gx_off = ((n[:, None] * C + c[None, :]) * H + h[:, None]) * W + w[:, None]
     tl.store(gx_ptr + gx_off, acc.to(gx_ptr.dtype.element_ty),
              mask=m_ok[:, None] & n_ok[None, :])
@@ -165,7 +167,8 @@ def _wgrad_kernel(g_ptr, x_ptr, part_ptr,
         b_ok = k_ok[:, None] & n_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
         bmat = tl.load(x_ptr + (((n[:, None] * C + c[None, :]) * H + ih) * W + iw),
                        mask=b_ok, other=0.0)
-        acc = tl.dot(a, bmat, acc, input_precision="tf32" if TF32 else "ieee")
+        acc = tl.dot(a, bmat, acc, input_precision="tf32" if TF32 else "ieee",
+                     out_dtype=tl.float64 if F64 else tl.float32)
     # partial sums: part[split, o, (c, i, j)]
     off = (split * O + o[:, None]) * KW_TOT + offs_n[None, :]
     tl.store(part_ptr + off, acc, mask=m_ok[:, None] & n_ok[None, :])
