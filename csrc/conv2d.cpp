@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace minigen {
 
@@ -76,15 +77,71 @@ void for_planes(std::ptrdiff_t planes, std::ptrdiff_t work, bool parallel, F&& b
 #endif
 }
 
+// Width stride s > 1: a plane row split into its s phases, phases[r, φ, k] = x[r, k·s + φ]
+// (q = ⌈W/s⌉ columns per phase, the tail of the last phases unused). Input column b·s + off
+// of output column b is phases[r, φ, b + β] with φ = off mod s, β = ⌊off/s⌋, so that every
+// column row of im2col (and every row of adds in col2im) is contiguous: one strided pass over
+// the plane (H·W elements) replaces k_h·k_w·H_out·W_out strided accesses.
+template <typename T>
+T* phase_buffer(std::ptrdiff_t size) {
+    thread_local std::vector<T> buf;   // per thread: for_planes may run planes in parallel
+    if (std::ptrdiff_t(buf.size()) < size) {
+        buf.resize(size);
+    }
+    return buf.data();
+}
+
+inline std::ptrdiff_t floor_mod(std::ptrdiff_t a, std::ptrdiff_t s) {
+    return ((a % s) + s) % s;
+}
+
+template <typename T>
+const T* deinterleave(const T* x, std::ptrdiff_t h, std::ptrdiff_t w, std::ptrdiff_t s,
+                      std::ptrdiff_t q) {
+    T* ph = phase_buffer<T>(h * s * q);
+    for (std::ptrdiff_t r = 0; r < h; ++r) {
+        for (std::ptrdiff_t f = 0; f < s; ++f) {
+            T* out = ph + (r * s + f) * q;
+            const T* in = x + r * w + f;
+            const std::ptrdiff_t n = (w - f + s - 1) / s;    // columns k·s + f < w
+            for (std::ptrdiff_t k = 0; k < n; ++k) {
+                out[k] = in[k * s];
+            }
+        }
+    }
+    return ph;
+}
+
+template <typename T>
+void interleave(const T* ph, T* x, std::ptrdiff_t h, std::ptrdiff_t w, std::ptrdiff_t s,
+                std::ptrdiff_t q) {
+    for (std::ptrdiff_t r = 0; r < h; ++r) {
+        for (std::ptrdiff_t f = 0; f < s; ++f) {
+            const T* in = ph + (r * s + f) * q;
+            T* out = x + r * w + f;
+            const std::ptrdiff_t n = (w - f + s - 1) / s;
+            for (std::ptrdiff_t k = 0; k < n; ++k) {
+                out[k * s] = in[k];
+            }
+        }
+    }
+}
+
 template <typename T>
 void im2col_kernel(const T* __restrict x, T* __restrict cols, const Geometry& g, bool par) {
     const std::ptrdiff_t plane_in = g.h * g.w, row = g.ho * g.wo;
+    const std::ptrdiff_t q = (g.w + g.sw - 1) / g.sw;   // columns per phase
     for_planes(g.planes, g.planes * g.kh * g.kw * row, par, [&](std::ptrdiff_t p) {
         const T* src = x + p * plane_in;
+        if (g.sw > 1) {          // one strided pass, then every column row is a memcpy
+            src = deinterleave(src, g.h, g.w, g.sw, q);
+        }
         T* dst = cols + (p / g.channels) * g.img_stride + (p % g.channels) * g.kh * g.kw * g.ld;
         for (std::ptrdiff_t i = 0; i < g.kh; ++i) {
             for (std::ptrdiff_t j = 0; j < g.kw; ++j, dst += g.ld) {
                 const std::ptrdiff_t col_off = j * g.dw - g.pw;
+                const std::ptrdiff_t phase = floor_mod(col_off, g.sw),
+                                     base = (col_off - phase) / g.sw;
                 std::ptrdiff_t lo, hi;
                 valid_range(g.w, g.wo, g.sw, col_off, &lo, &hi);
                 for (std::ptrdiff_t a = 0; a < g.ho; ++a) {
@@ -94,14 +151,12 @@ void im2col_kernel(const T* __restrict x, T* __restrict cols, const Geometry& g,
                         std::fill(out, out + g.wo, T(0));
                         continue;
                     }
-                    const T* in = src + r * g.w + col_off;   // in[b·s] = x[r, b·s + col_off]
                     std::fill(out, out + lo, T(0));
-                    if (g.sw == 1) {
-                        std::memcpy(out + lo, in + lo, sizeof(T) * (hi - lo));
-                    } else {
-                        for (std::ptrdiff_t b = lo; b < hi; ++b) {
-                            out[b] = in[b * g.sw];
-                        }
+                    if (g.sw == 1) {                 // in[b] = x[r, b + col_off]
+                        std::memcpy(out + lo, src + r * g.w + col_off + lo, sizeof(T) * (hi - lo));
+                    } else {                         // x[r, b·s + col_off] = phases[r, φ, b + β]
+                        std::memcpy(out + lo, src + (r * g.sw + phase) * q + base + lo,
+                                    sizeof(T) * (hi - lo));
                     }
                     std::fill(out + hi, out + g.wo, T(0));
                 }
@@ -113,14 +168,20 @@ void im2col_kernel(const T* __restrict x, T* __restrict cols, const Geometry& g,
 template <typename T>
 void col2im_kernel(const T* __restrict cols, T* __restrict x, const Geometry& g, bool par) {
     const std::ptrdiff_t plane_in = g.h * g.w, row = g.ho * g.wo;
+    const std::ptrdiff_t q = (g.w + g.sw - 1) / g.sw;   // columns per phase
     for_planes(g.planes, g.planes * g.kh * g.kw * row, par, [&](std::ptrdiff_t p) {
-        T* dst = x + p * plane_in;
+        T* const plane = x + p * plane_in;
+        // stride > 1: accumulate into the phase layout (contiguous adds), interleave at the end
+        T* dst = g.sw > 1 ? phase_buffer<T>(g.h * g.sw * q) : plane;
+        const std::ptrdiff_t dst_size = g.sw > 1 ? g.h * g.sw * q : plane_in;
         const T* src =
             cols + (p / g.channels) * g.img_stride + (p % g.channels) * g.kh * g.kw * g.ld;
-        std::fill(dst, dst + plane_in, T(0));
+        std::fill(dst, dst + dst_size, T(0));
         for (std::ptrdiff_t i = 0; i < g.kh; ++i) {
             for (std::ptrdiff_t j = 0; j < g.kw; ++j, src += g.ld) {
                 const std::ptrdiff_t col_off = j * g.dw - g.pw;
+                const std::ptrdiff_t phase = floor_mod(col_off, g.sw),
+                                     base = (col_off - phase) / g.sw;
                 std::ptrdiff_t lo, hi;
                 valid_range(g.w, g.wo, g.sw, col_off, &lo, &hi);
                 for (std::ptrdiff_t a = 0; a < g.ho; ++a) {
@@ -129,62 +190,20 @@ void col2im_kernel(const T* __restrict cols, T* __restrict x, const Geometry& g,
                         continue;
                     }
                     const T* in = src + a * g.wo;
-                    T* out = dst + r * g.w + col_off;    // out[b·s] = x[r, b·s + col_off]
-                    if (g.sw == 1) {
+                    // out[b] is x[r, b + col_off] (stride 1) or phases[r, φ, b + β]
+                    T* out = g.sw == 1 ? dst + r * g.w + col_off
+                                       : dst + (r * g.sw + phase) * q + base;
 #pragma omp simd
-                        for (std::ptrdiff_t b = lo; b < hi; ++b) {
-                            out[b] += in[b];
-                        }
-                    } else {
-                        for (std::ptrdiff_t b = lo; b < hi; ++b) {
-                            out[b * g.sw] += in[b];
-                        }
+                    for (std::ptrdiff_t b = lo; b < hi; ++b) {
+                        out[b] += in[b];
                     }
                 }
             }
         }
+        if (g.sw > 1) {
+            interleave(dst, plane, g.h, g.w, g.sw, q);
+        }
     });
-}
-
-// Shifted columns (stride 1): with the chunk's input zero-padded and laid out per channel as
-// one flat run xp[c] = (m, H_p, W_p) (H_p = H + 2p_h, W_p = W + 2p_w) followed by `slack` =
-// (k_h−1)d_h·W_p + (k_w−1)d_w zeros, the column row (c, i, j) over the padded output grid is
-// one contiguous slice:  X_col[(c,i,j), q] = xp[c][q + i·d_h·W_p + j·d_w],  q < m·H_p·W_p.
-// Position q = (n, a, b) is a real output pixel when a < H_out and b < W_out; the others read
-// neighbouring (finite or zero) input and are cropped by the caller. Bytes: the pad writes
-// C·(m·H_p·W_p + slack) and the rows are k_h·k_w·C memcpys of m·H_p·W_p elements each, instead
-// of C·k_h·k_w·m·H_out short rows of W_out elements in im2col.
-template <typename T>
-void shifted_cols_kernel(const T* __restrict x, T* __restrict xp, T* __restrict cols,
-                         std::ptrdiff_t m, std::ptrdiff_t c, std::ptrdiff_t h, std::ptrdiff_t w,
-                         std::ptrdiff_t kh, std::ptrdiff_t kw, std::ptrdiff_t ph,
-                         std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw) {
-    const std::ptrdiff_t hp = h + 2 * ph, wp = w + 2 * pw, len = m * hp * wp;
-    const std::ptrdiff_t slack = (kh - 1) * dh * wp + (kw - 1) * dw, run = len + slack;
-    for (std::ptrdiff_t ch = 0; ch < c; ++ch) {
-        T* dst = xp + ch * run;
-        for (std::ptrdiff_t n = 0; n < m; ++n) {
-            const T* src = x + (n * c + ch) * h * w;
-            std::fill(dst, dst + ph * wp, T(0));                 // top rows
-            dst += ph * wp;
-            for (std::ptrdiff_t r = 0; r < h; ++r, src += w, dst += wp) {
-                std::fill(dst, dst + pw, T(0));
-                std::memcpy(dst + pw, src, sizeof(T) * w);
-                std::fill(dst + pw + w, dst + wp, T(0));
-            }
-            std::fill(dst, dst + ph * wp, T(0));                 // bottom rows
-            dst += ph * wp;
-        }
-        std::fill(dst, dst + slack, T(0));
-    }
-    T* out = cols;
-    for (std::ptrdiff_t ch = 0; ch < c; ++ch) {
-        for (std::ptrdiff_t i = 0; i < kh; ++i) {
-            for (std::ptrdiff_t j = 0; j < kw; ++j, out += len) {
-                std::memcpy(out, xp + ch * run + i * dh * wp + j * dw, sizeof(T) * len);
-            }
-        }
-    }
 }
 
 // Shared argument handling of im2col / col2im: image (n, C, H, W), columns
@@ -281,68 +300,6 @@ void conv2d_col2im(const py::object& cols_obj, const py::object& image_obj, std:
     }
 }
 
-// cols (C·k_h·k_w, m·H_p·W_p) ← the shifted columns of image (m, C, H, W) over the padded
-// output grid (stride 1; see shifted_cols_kernel); scratch: C·(m·H_p·W_p + slack) elements.
-void conv2d_shifted_cols(const py::object& image_obj, const py::object& scratch_obj,
-                         const py::object& cols_obj, std::ptrdiff_t kh, std::ptrdiff_t kw,
-                         std::ptrdiff_t ph, std::ptrdiff_t pw, std::ptrdiff_t dh,
-                         std::ptrdiff_t dw) {
-    const char* fn = "conv2d_shifted_cols";
-    const py::array image = as_ndarray(image_obj, fn, "image");
-    py::array scratch = as_ndarray(scratch_obj, fn, "scratch");
-    py::array cols = as_ndarray(cols_obj, fn, "cols");
-    const bool f32 = float_dtype(image, fn, "image") == DType::Float32;
-    if (image.ndim() != 4) {
-        throw py::value_error(std::string(fn) + ": image must be 4-D (N, C, H, W), got shape " +
-                              shape_str(image));
-    }
-    if (kh < 1 || kw < 1 || dh < 1 || dw < 1 || ph < 0 || pw < 0) {
-        throw py::value_error(std::string(fn) + ": kernel size and dilation must be positive "
-                              "and padding non-negative");
-    }
-    const std::ptrdiff_t m = image.shape(0), c = image.shape(1), h = image.shape(2),
-                         w = image.shape(3);
-    const std::ptrdiff_t hp = h + 2 * ph, wp = w + 2 * pw, len = m * hp * wp;
-    if (hp < dh * (kh - 1) + 1 || wp < dw * (kw - 1) + 1) {
-        throw py::value_error(std::string(fn) + ": the kernel is larger than the padded image " +
-                              shape_str(image));
-    }
-    const std::ptrdiff_t run = len + (kh - 1) * dh * wp + (kw - 1) * dw;
-    if (cols.ndim() != 2 || cols.shape(0) != c * kh * kw || cols.shape(1) != len) {
-        throw py::value_error(std::string(fn) + ": cols must have shape (" +
-                              std::to_string(c * kh * kw) + ", " + std::to_string(len) +
-                              "), got " + shape_str(cols));
-    }
-    if (scratch.size() != c * run) {
-        throw py::value_error(std::string(fn) + ": scratch must have " + std::to_string(c * run) +
-                              " elements, got " + std::to_string(scratch.size()));
-    }
-    for (const py::array* a : {&scratch, &cols}) {
-        if (!image.dtype().is(a->dtype())) {
-            throw py::value_error(std::string(fn) + ": image, scratch and cols must have the "
-                                  "same dtype, got " + dtype_str(image) + ", " +
-                                  dtype_str(scratch) + ", " + dtype_str(cols));
-        }
-    }
-    require_c_contiguous(image, fn, "image");
-    require_c_contiguous(scratch, fn, "scratch");
-    require_c_contiguous(cols, fn, "cols");
-    require_writeable(scratch, fn, "scratch");
-    require_writeable(cols, fn, "cols");
-    require_disjoint({{&image, "image"}, {&scratch, "scratch"}, {&cols, "cols"}}, fn);
-    const void* src = image.data();
-    void* sp = scratch.mutable_data();
-    void* dst = cols.mutable_data();
-    py::gil_scoped_release release;
-    if (f32) {
-        shifted_cols_kernel(static_cast<const float*>(src), static_cast<float*>(sp),
-                            static_cast<float*>(dst), m, c, h, w, kh, kw, ph, pw, dh, dw);
-    } else {
-        shifted_cols_kernel(static_cast<const double*>(src), static_cast<double*>(sp),
-                            static_cast<double*>(dst), m, c, h, w, kh, kw, ph, pw, dh, dw);
-    }
-}
-
 void register_conv2d(py::module_& m) {
     m.def("conv2d_im2col", &conv2d_im2col, py::arg("image"), py::arg("cols"), py::arg("kh"),
           py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
@@ -352,13 +309,8 @@ void register_conv2d(py::module_& m) {
           py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
           py::arg("dh"), py::arg("dw"), py::arg("parallel") = false,
           "image (N, C, H, W) <- col2im of cols (the adjoint of im2col), overwritten");
-    m.def("conv2d_shifted_cols", &conv2d_shifted_cols, py::arg("image"), py::arg("scratch"),
-          py::arg("cols"), py::arg("kh"), py::arg("kw"), py::arg("ph"), py::arg("pw"),
-          py::arg("dh"), py::arg("dw"),
-          "cols (C·kh·kw, N·Hp·Wp) <- stride-1 columns of image over the padded output grid");
     kernel_names().push_back("conv2d_im2col");
     kernel_names().push_back("conv2d_col2im");
-    kernel_names().push_back("conv2d_shifted_cols");
 }
 
 }  // namespace minigen

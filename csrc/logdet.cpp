@@ -23,6 +23,13 @@
 #include <cstdint>
 #include <string>
 
+// The coupling kernels use vecmath.h's vectorizable e^x and log1p for float32; GCC vectorizes
+// their clamps and selects only without trapping-math (no result changes, see vecmath.h).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+#include "vecmath.h"
+
 namespace minigen {
 
 namespace {
@@ -491,11 +498,35 @@ void actnorm_bwd(const T* __restrict g, const T* __restrict x, const T* ls, T* _
 }
 
 // log s and s for s = sigmoid(z): log s = min(z, 0) − log1p(e^{−|z|}), no overflow for any z.
-template <typename T>
-inline void sigmoid_log(T z, T& s, T& log_s) {
-    const T e = std::exp(-std::abs(z));
-    log_s = std::min(z, T(0)) - std::log1p(e);
-    s = (z >= 0 ? T(1) : e) / (T(1) + e);
+// float64 through libm; float32 through vecmath.h's polynomials, so that the loop vectorizes
+// (measured on K7, 64×48×16×16: see benchmarks/RESULTS.md).
+inline void sigmoid_log(double z, double& s, double& log_s) {
+    const double e = std::exp(-std::abs(z));
+    log_s = std::min(z, 0.0) - std::log1p(e);
+    s = (z >= 0 ? 1.0 : e) / (1.0 + e);
+}
+
+inline void sigmoid_log(float z, float& s, float& log_s) {
+    const float az = z < 0.0f ? -z : z;
+    const float e = exp_approx(-az);
+    log_s = (z < 0.0f ? z : 0.0f) - log1p_approx01(e);
+    s = (z >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+// y_a[i] = s x_a + t (or (x_a − t)/s) for i in [i0, i1), acc += Σ log s.
+template <typename T, bool Reverse>
+MINIGEN_CLONES void coupling_block(const T* __restrict xa, const T* __restrict raw,
+                                   const T* __restrict t, T* __restrict ya, std::ptrdiff_t i0,
+                                   std::ptrdiff_t i1, T& acc_out) {
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (std::ptrdiff_t i = i0; i < i1; ++i) {
+        T s, log_s;
+        sigmoid_log(raw[i] + T(2), s, log_s);
+        ya[i] = Reverse ? (xa[i] - t[i]) / s : s * xa[i] + t[i];
+        acc += log_s;
+    }
+    acc_out = acc;
 }
 
 // Affine coupling, one pass per sample: y_a = s x_a + t (or (x_a − t)/s), y_b = x_b,
@@ -515,18 +546,18 @@ void coupling_fwd(const T* __restrict x, const T* __restrict h, T* __restrict ou
         const T* __restrict t = raw + half;
         T* __restrict ya = out + n * per;
         double ld = 0.0;
-        T acc = 0;
-        for (std::ptrdiff_t i = 0; i < half; ++i) {
-            T s, log_s;
-            sigmoid_log(raw[i] + T(2), s, log_s);
-            ya[i] = reverse ? (xa[i] - t[i]) / s : s * xa[i] + t[i];
-            acc += log_s;
-            if ((i & 1023) == 1023) {  // float32: partial sums of ≤ 1024 terms, then double
-                ld += acc;
-                acc = 0;
+        // float32: partial sums of ≤ 1024 terms in T, then added in double; the inner loop is
+        // branch-free so that it vectorizes.
+        for (std::ptrdiff_t i0 = 0; i0 < half; i0 += 1024) {
+            const std::ptrdiff_t i1 = std::min(half, i0 + 1024);
+            T acc = 0;
+            if (reverse) {
+                coupling_block<T, true>(xa, raw, t, ya, i0, i1, acc);
+            } else {
+                coupling_block<T, false>(xa, raw, t, ya, i0, i1, acc);
             }
+            ld += acc;
         }
-        ld += acc;
         std::copy(xa + half, xa + per, ya + half);  // y_b = x_b
         logdet[n] = static_cast<T>(reverse ? -ld : ld);
     }

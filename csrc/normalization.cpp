@@ -37,67 +37,18 @@
 #include <tuple>
 #include <vector>
 
-// GCC keeps a float select (the clamp below) as a branch when FP compares may trap
-// (-ftrapping-math, its default), and a branch stops the vectorizer: "control flow in loop".
-// Nothing here relies on FP exceptions, so the kernels of this file drop that assumption; no
-// result changes. (Clang does not assume trapping math by default.)
+// GCC keeps a float select (the clamps of vecmath.h) as a branch when FP compares may trap
+// (-ftrapping-math, its default), and a branch stops the vectorizer; nothing here relies on FP
+// exceptions, so this file drops that assumption (no result changes).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
-
-// MINIGEN_CLONES: compile a kernel once per instruction set and pick the best at load time
-// (GCC/Clang function multiversioning through an ELF ifunc). The portable build targets plain
-// x86-64 (SSE2, 4 floats per instruction); the clones keep that binary portable and still use
-// AVX2 / AVX-512 where the CPU has them. No -ffast-math and no FMA contraction in ISO C++
-// mode, so every clone computes the same bits. Measured, silu forward on 1.6M floats (the
-// exp_approx loop): 2.1 ms SSE2, 0.97 ms AVX2, 0.29 ms AVX-512.
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define MINIGEN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef MINIGEN_CLONES
-#define MINIGEN_CLONES
-#endif
+#include "vecmath.h"
 
 namespace minigen {
 
 namespace {
 
-// e^x for float in a form the compiler vectorizes (std::exp is a libm call per element: the
-// portable build has no -march=native and no -ffast-math, so libmvec is not used; measured on
-// (64, 32, 28, 28): silu forward 3.1 ms with std::exp, see the report for this version).
-//   x = k ln2 + t,  k = round(x / ln2),  |t| ≤ ln2/2,  e^x = 2^k e^t
-//   round by the 1.5·2^23 trick (no roundps in SSE2), t with ln2 split in two (Cody–Waite:
-//   k·ln2_hi is exact for |k| < 2^9), e^t by its Taylor series to t^7/7! (truncation error
-//   (ln2/2)^8/8! ≈ 5e-9 relative, below float's 6e-8 rounding), 2^k built in the exponent bits.
-//   x is clamped to [−80, 80]: e^x and everything derived from it stay normal floats. With
-//   ±87 the vectorized select still computed the clamped lanes' constant path through
-//   denormals (microcode assists): silu forward took 6.5 ms instead of 2.1 ms on 1.6M floats.
-//   Callers only need e^x there to saturate σ: σ(80) = 1 in float, and for z < −80 silu(z)
-//   = z·1.8e−35 instead of ≈ z e^z (an absolute error below 1e−30 for |z| < 10^5).
-inline float exp_approx(float x) {
-    x = x < -80.0f ? -80.0f : x;  // ternaries, not std::min/max: see the pragma above
-    x = x > 80.0f ? 80.0f : x;
-    const float shifter = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
-    const float ks = x * 1.44269504088896341f + shifter;  // k + 1.5·2^23; k in its low bits
-    const float kf = ks - shifter;
-    const float t = (x - kf * 0.693145751953125f) - kf * 1.42860682030941723212e-6f;
-    float p = 1.0f / 5040.0f;
-    p = p * t + 1.0f / 720.0f;
-    p = p * t + 1.0f / 120.0f;
-    p = p * t + 1.0f / 24.0f;
-    p = p * t + 1.0f / 6.0f;
-    p = p * t + 0.5f;
-    p = p * t + 1.0f;
-    p = p * t + 1.0f;
-    std::int32_t kb;
-    std::memcpy(&kb, &ks, sizeof kb);
-    const std::int32_t bits = (kb - 0x4B400000 + 127) << 23;  // 0x4B400000 = bits of 1.5·2^23
-    float two_k;
-    std::memcpy(&two_k, &bits, sizeof two_k);
-    return p * two_k;
-}
 
 // σ(z) = 1/(1 + e^{−z}); for z → −∞ e^{−z} is large and σ → 0, which is right.
 inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }

@@ -34,7 +34,6 @@ from .. import _native
 # 3 images 25.1/51.4, 7 images 27.9/57.2, 14 images 31.7/63.3): X_col must stay in cache
 # (L2 512 KB, L3 shared) between im2col and the GEMM; more images per GEMM gain nothing.
 CHUNK_BYTES = 4 << 20
-SHIFTED = True
 
 
 def _C():
@@ -70,8 +69,6 @@ def _forward(x, w, stride, padding, dilation, groups):
     if _pointwise(kh, kw, stride, padding, dilation):   # X_col is x itself
         np.matmul(wg, x.reshape(n, groups, cg, p), out=y.reshape(n, groups, og, p))
         return y.reshape(n, c_out, ho, wo)
-    if stride == (1, 1) and SHIFTED:
-        return _forward_shifted(x, wg, (kh, kw), padding, dilation, (ho, wo))
     nb = chunk_images(n, c_in * kh * kw, p, x.itemsize)
     cols_buf = np.empty(c_in * kh * kw * nb * p, dtype=x.dtype)
     out_buf = np.empty(c_out * nb * p, dtype=x.dtype)
@@ -84,42 +81,6 @@ def _forward(x, w, stride, padding, dilation, groups):
         np.matmul(wg, cols.reshape(groups, kg, m * p), out=out)   # one GEMM per group
         y[n0:n0 + m] = out.reshape(c_out, m, p).transpose(1, 0, 2)
     return y.reshape(n, c_out, ho, wo)
-
-
-def _shifted_geom(x, kh, kw, padding, dilation):
-    """(H_p·W_p, W_p, slack) of the shifted-column layout (see conv2d_shifted_cols)."""
-    hp, wp = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
-    return hp * wp, wp, (kh - 1) * dilation[0] * wp + (kw - 1) * dilation[1]
-
-
-def _forward_shifted(x, wg, khw, padding, dilation, out_hw):
-    """Stride 1: Y_pad = W X_col over the padded grid, X_col rows being shifted slices of the
-    zero-padded chunk (long memcpys instead of im2col's W_out-long rows); the rows a ≥ H_out
-    and columns b ≥ W_out of Y_pad (a (H_p·W_p)/(H_out·W_out) FLOP overhead, 1.15× for 28×28
-    with padding 1) are cropped by the copy into y, which also does (C_out, m) → (m, C_out)."""
-    n, c_in, h, wd = x.shape
-    groups, og, kg = wg.shape
-    c_out = groups * og
-    kh, kw = khw
-    kk = kh * kw
-    lp, wp, slack = _shifted_geom(x, kh, kw, padding, dilation)
-    hp = lp // wp
-    ho, wo = out_hw
-    nb = chunk_images(n, c_in * kk, lp, x.itemsize)
-    cols_buf = np.empty(c_in * kk * nb * lp, dtype=x.dtype)
-    out_buf = np.empty(c_out * nb * lp, dtype=x.dtype)
-    scratch_buf = np.empty(c_in * (nb * lp + slack), dtype=x.dtype)
-    y = np.empty((n, c_out, ho, wo), dtype=x.dtype)
-    fn = _C().conv2d_shifted_cols
-    for n0 in range(0, n, nb):
-        m = min(nb, n - n0)
-        cols = cols_buf[:c_in * kk * m * lp].reshape(c_in * kk, m * lp)
-        fn(x[n0:n0 + m], scratch_buf[:c_in * (m * lp + slack)], cols, kh, kw, *padding,
-           *dilation)
-        out = out_buf[:c_out * m * lp].reshape(groups, og, m * lp)
-        np.matmul(wg, cols.reshape(groups, kg, m * lp), out=out)
-        y[n0:n0 + m] = out.reshape(c_out, m, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
-    return y
 
 
 def _flipped(w, groups):
