@@ -273,6 +273,75 @@ def test_native_chunks(monkeypatch, per_chunk):
         _compare(_run(case, transposed, "native", x, w, b), want, 1e-10)
 
 
+def _im2col_definition(x, kh, kw, stride, padding, dilation):
+    """X_col[n, (c, i, j), (a, b)] = x_pad[n, c, a·s_h + i·d_h, b·s_w + j·d_w], by loops."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols = np.empty((n, c, kh, kw, ho, wo), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            r0, c0 = i * dilation[0], j * dilation[1]
+            cols[:, :, i, j] = xp[:, :, r0:r0 + stride[0] * (ho - 1) + 1:stride[0],
+                                  c0:c0 + stride[1] * (wo - 1) + 1:stride[1]]
+    return cols.reshape(n, c * kh * kw, ho * wo)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", [  # (n, c, h, w), (kh, kw), stride, padding, dilation
+    ((2, 3, 5, 9), (3, 3), (2, 2), (1, 1), (1, 1)),     # the downsampling conv, odd width
+    ((3, 2, 4, 7), (2, 3), (1, 3), (0, 2), (1, 2)),     # padding > stride: phase of a negative
+    ((1, 2, 3, 2), (1, 2), (2, 4), (1, 1), (1, 1)),     # width < stride: empty phases
+    ((2, 1, 6, 11), (3, 4), (3, 4), (2, 3), (2, 1)),
+    ((2, 2, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1)),     # stride 1 (no phase split)
+])
+def test_native_im2col_col2im_definition(geom, dtype):
+    """The C++ im2col against its definition, both column layouts (batched, and wide: one GEMM
+    per chunk), and col2im as its adjoint: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩ with a random c
+    (width stride > 1 goes through the phase split of the plane rows)."""
+    if "native" not in [p.values[0] for p in IMPLS if not p.marks]:
+        pytest.skip("native implementation unavailable here")
+    C = mg._native.module()
+    shape, (kh, kw), stride, padding, dilation = geom
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    want = _im2col_definition(x, kh, kw, stride, padding, dilation)
+    n, k, p = want.shape
+    args = (kh, kw, *stride, *padding, *dilation)
+    batched = np.full((n, k, p), np.nan, dtype)
+    C.conv2d_im2col(x, batched, *args)
+    np.testing.assert_array_equal(batched, want)
+    wide = np.full((k, n * p), np.nan, dtype)
+    C.conv2d_im2col(x, wide, *args)
+    np.testing.assert_array_equal(wide.reshape(k, n, p).transpose(1, 0, 2), want)
+    cols = rng.standard_normal((n, k, p)).astype(dtype)
+    for layout in (cols, np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(k, n * p)):
+        back = np.full(shape, np.nan, dtype)
+        C.conv2d_col2im(layout, back, *args)
+        lhs, rhs = np.vdot(want.astype(np.float64), cols), np.vdot(x.astype(np.float64), back)
+        assert abs(lhs - rhs) <= (1e-4 if dtype == np.float32 else 1e-10) * (1 + abs(lhs))
+
+
+@pytest.mark.parametrize("per_chunk", [1, 2, 5])
+def test_native_wide_strides_in_chunks(monkeypatch, per_chunk):
+    """Width strides 3 and 4 (phase split with ragged phases) with groups and dilation,
+    forward and backward, over ragged multi-image chunks; float64 against the reference."""
+    if "native" not in [p.values[0] for p in IMPLS if not p.marks]:
+        pytest.skip("native implementation unavailable here")
+    from minigen.native import conv2d as nat
+    for transposed, stride, pad, dil in [(False, (2, 3), (1, 2), (1, 2)),
+                                         (False, (1, 4), (2, 1), (2, 1)),
+                                         (True, (2, 3), (1, 1), (1, 2))]:
+        case = dict(n=5, c_in=4, c_out=6, h=7, w=11, k=(3, 3), stride=stride, padding=pad,
+                    output_padding=(1, 1), dilation=dil, groups=2, bias=True)
+        x, w, b = _arrays(case, transposed, 11)
+        want = _run(case, transposed, "reference", x, w, b)
+        with monkeypatch.context() as mp:
+            mp.setattr(nat, "chunk_images", lambda n, k, p, itemsize: per_chunk)
+            _compare(_run(case, transposed, "native", x, w, b), want, 1e-10)
+
+
 def test_native_kernel_argument_errors():
     if "native" not in [p.values[0] for p in IMPLS if not p.marks]:
         pytest.skip("native implementation unavailable here")

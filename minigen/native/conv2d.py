@@ -20,6 +20,14 @@ pinned to its Haswell/AVX2 kernels by OPENBLAS_CORETYPE in that environment): th
 ≈ 8.5 ms, copies and the bias reduction ≈ 2 ms. PyTorch's oneDNN uses AVX-512 on the same
 chip, ~1.8× that sgemm ceiling; see benchmarks/bench_conv2d.py.
 
+Tried and dropped (2-core EPYC, K2 32×32 3×3 at 28×28, batch 64): the shifted-GEMM columns for
+stride 1 (pad the chunk once, every column row a single memcpy of the flat padded buffer
+shifted by i·d_h·W_p + j·d_w, the GEMM run over the padded grid and cropped) halve the column
+build (17 vs 37 µs per image) but add (H_p·W_p)/(H_out·W_out) = 1.15× to the GEMM (+20 µs per
+image at 1 thread) and a strided crop: 15.9 vs 12.1 ms forward at 1 thread, no clear gain at 2.
+Column row building is at ~24 GB/s already; the GEMMs are what is left (numpy's sgemm, ~100
+GFLOP/s per core with the Haswell kernels, ~90 % of it on these shapes).
+
 conv_transpose2d uses the same three products (it is conv2d's adjoint): forward = dgrad,
 input gradient = forward, weight gradient = wgrad with x and g swapped.
 """
@@ -33,6 +41,9 @@ from .. import _native
 # (benchmarks/bench_conv2d.py --chunk; 1 thread, fwd/bwd ms: 1 image per chunk 24.3/49.8,
 # 3 images 25.1/51.4, 7 images 27.9/57.2, 14 images 31.7/63.3): X_col must stay in cache
 # (L2 512 KB, L3 shared) between im2col and the GEMM; more images per GEMM gain nothing.
+# At 2 threads (fwd/bwd ms, 1/2/4/8/16 MB): K1 14.4/28.7, 13.9/29.3, 13.9/29.6, 16.8/31.8,
+# 16.5/31.6; K2 7.7/16.3, 7.8/16.6, 7.4/15.8, 7.2/15.5, 8.3/17.8; K2 stride 2 3.0/6.1, 2.8/5.9,
+# 2.8/5.8, 2.9/5.9, 3.1/6.0: flat between 2 and 8 MB.
 CHUNK_BYTES = 4 << 20
 
 
