@@ -132,4 +132,22 @@ void require_disjoint(std::initializer_list<std::pair<const py::array*, const ch
     }
 }
 
+void require_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, const char* fn,
+                   const char* name) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    py::ssize_t d = 0;
+    for (auto s : shape) {
+        ok = ok && a.shape(d++) == s;
+    }
+    if (!ok) {
+        std::string want = "(";
+        d = 0;
+        for (auto s : shape) {
+            want += (d++ ? ", " : "") + std::to_string(s);
+        }
+        throw py::value_error(std::string(fn) + ": " + name + " must have shape " + want +
+                              "), got " + shape_str(a));
+    }
+}
+
 }  // namespace minigen

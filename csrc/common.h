@@ -66,7 +66,8 @@ void sgd_momentum_step(const py::object& param, const py::object& grad, const py
 void register_conv2d(py::module_& m);          // conv2d.cpp
 void register_attention(py::module_& m);       // attention.cpp
 void register_noise_schedule(py::module_& m);  // noise_schedule.cpp
-void register_logdet(py::module_& m);          // logdet.cpp
+void register_logdet(py::module_& m);          // logdet.cpp (calls register_logdet_flow)
+void register_logdet_flow(py::module_& m);     // logdet_flow.cpp
 void register_normalization(py::module_& m);   // normalization.cpp
 
 // ---- argument checks (common.cpp) -----------------------------------------------------------
@@ -84,6 +85,9 @@ DType float_dtype(const py::array& a, const char* fn, const char* name);
 // C-contiguous and aligned, so that the kernel can walk it as a flat T[size].
 void require_c_contiguous(const py::array& a, const char* fn, const char* name);
 void require_writeable(const py::array& a, const char* fn, const char* name);
+// Exactly this shape.
+void require_shape(const py::array& a, std::initializer_list<py::ssize_t> shape, const char* fn,
+                   const char* name);
 // Same dtype and shape as ref.
 void require_like(const py::array& a, const char* name, const py::array& ref,
                   const char* ref_name, const char* fn);
