@@ -16,6 +16,7 @@ losses       mse_loss, l1_loss, binary_cross_entropy, binary_cross_entropy_with_
 """
 from __future__ import annotations
 
+from ..ops import activation as _act
 from ..ops import elementwise as _ew
 from ..ops import reduce as _red
 from ..ops.indexing import one_hot
@@ -37,11 +38,11 @@ __all__ = [
     "nll_loss", "gaussian_nll_loss",
 ]
 
-sigmoid = _ew.sigmoid
+sigmoid = _act.sigmoid
 tanh = _ew.tanh
-gelu = _ew.gelu
-softplus = _ew.softplus
-logsigmoid = _ew.logsigmoid
+gelu = _act.gelu
+softplus = _act.softplus
+logsigmoid = _act.logsigmoid
 
 
 def _maybe_inplace(input, inplace, fn):
@@ -50,7 +51,7 @@ def _maybe_inplace(input, inplace, fn):
 
 def relu(input, inplace=False):
     """max(x, 0)."""
-    return _maybe_inplace(input, inplace, _ew.relu)
+    return _maybe_inplace(input, inplace, _act.relu)
 
 
 def relu_(input):
@@ -59,27 +60,27 @@ def relu_(input):
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """x for x > 0, negative_slope · x otherwise."""
-    return _maybe_inplace(input, inplace, lambda t: _ew.leaky_relu(t, negative_slope))
+    return _maybe_inplace(input, inplace, lambda t: _act.leaky_relu(t, negative_slope))
 
 
 def silu(input, inplace=False):
     """x σ(x)."""
-    return _maybe_inplace(input, inplace, _ew.silu)
+    return _maybe_inplace(input, inplace, _act.silu)
 
 
 def elu(input, alpha=1.0, inplace=False):
     """x for x > 0, α(eˣ − 1) otherwise."""
-    return _maybe_inplace(input, inplace, lambda t: _ew.elu(t, alpha))
+    return _maybe_inplace(input, inplace, lambda t: _act.elu(t, alpha))
 
 
 def mish(input, inplace=False):
     """x tanh(softplus(x))."""
-    return _maybe_inplace(input, inplace, _ew.mish)
+    return _maybe_inplace(input, inplace, _act.mish)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """clamp(x, min_val, max_val)."""
-    return _maybe_inplace(input, inplace, lambda t: _ew.hardtanh(t, min_val, max_val))
+    return _maybe_inplace(input, inplace, lambda t: _act.hardtanh(t, min_val, max_val))
 
 
 def softmax(input, dim, dtype=None):

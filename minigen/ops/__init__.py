@@ -1,9 +1,10 @@
 """The primitives, one module per kind. Importing this package attaches every op as a Tensor
 method (see ``_util.tensor_method``)."""
-from . import elementwise, indexing, matmul, reduce, shape  # noqa: F401
+from . import activation, elementwise, indexing, matmul, reduce, shape  # noqa: F401
 from . import loss, nn_misc, normalization, pooling  # noqa: F401
 from . import attention, conv, flow, noise_schedule  # noqa: F401  (the kernel layer)
 from .elementwise import *  # noqa: F401,F403
+from .activation import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
 from .matmul import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403

@@ -129,3 +129,25 @@ def same_dtype(op: str, *tensors):
         if t is not None and t.data.dtype != dt:
             raise TypeError(f"{op}: expected tensors of the same dtype, got {dt} and "
                             f"{t.data.dtype}")
+
+
+# ---------------------------------------------------------------- unary op front ends
+def _unary(cls, doc):
+    def fn(input):
+        return cls.apply(input)
+    fn.__doc__ = doc
+    return fn
+
+
+def _float_unary(cls, doc):
+    """A math function: integer and bool tensors compute in the default float dtype (PyTorch)."""
+    def fn(input):
+        if input.data.dtype.kind in "biu":
+            input = input.to(dtypes.get_default_dtype())
+        return cls.apply(input)
+    fn.__doc__ = doc
+    return fn
+
+
+def _as_float(input):
+    return input.to(dtypes.get_default_dtype()) if input.data.dtype.kind in "biu" else input

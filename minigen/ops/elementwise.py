@@ -1,4 +1,5 @@
-"""Elementwise primitives: arithmetic with broadcasting, math functions, activations, comparisons.
+"""Elementwise primitives: arithmetic with broadcasting, math functions, comparisons (the
+activations are in ``activation.py``).
 
 Each class is one primitive; its backward is the derivative written next to the forward.
 ``unbroadcast`` sums a gradient back to the shape an operand had before broadcasting.
@@ -10,20 +11,20 @@ import math
 
 import numpy as np
 
-from .. import _native, dtypes
+from .. import dtypes
 from ..autograd.function import Function
 from ..backend import to_device, xp_of
 from ..tensor import Tensor
 from . import special
-from ._util import as_pair, as_tensor_like, tensor_method, unbroadcast
+from ._util import _float_unary, _unary, as_pair, as_tensor_like, tensor_method, unbroadcast
 
 __all__ = [
     "add", "sub", "mul", "div", "true_divide", "pow", "neg", "exp", "log", "log1p", "expm1",
-    "sqrt", "rsqrt", "abs", "sign", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu",
-    "leaky_relu", "silu", "gelu", "softplus", "elu", "logsigmoid", "erf", "clamp", "clip", "where",
+    "sqrt", "rsqrt", "abs", "sign", "reciprocal", "sin", "cos", "tanh", "erf", "clamp", "clip",
+    "where",
     "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "floor", "ceil", "round", "square",
     "logical_not", "logical_and", "logical_or", "isnan", "isfinite", "log2", "exp2", "lerp",
-    "mish", "hardtanh", "floor_divide", "remainder",
+    "floor_divide", "remainder",
 ]
 
 
@@ -402,126 +403,6 @@ class Tanh(Function):
         return g * (1 - self.out * self.out)
 
 
-class Sigmoid(Function):
-    """σ(x) = ½(1 + tanh(x/2)): no overflow for large |x|; σ' = σ(1 − σ)."""
-    saves_inputs, saves_output = False, True
-
-    def forward(self, x):
-        xp = xp_of(x)
-        self.out = (xp.tanh(x * 0.5) + 1) * 0.5
-        return self.out.astype(x.dtype, copy=False)
-
-    def backward(self, g):
-        return g * self.out * (1 - self.out)
-
-
-class Relu(Function):
-    saves_inputs, saves_output = False, True
-
-    def forward(self, x):
-        self.out = xp_of(x).maximum(x, 0)
-        return self.out
-
-    def backward(self, g):
-        return g * (self.out > 0)
-
-
-class LeakyRelu(Function):
-    def forward(self, x, slope):
-        self.x, self.slope = x, slope
-        return xp_of(x).where(x > 0, x, x * slope)
-
-    def backward(self, g):
-        return xp_of(g).where(self.x > 0, g, g * self.slope)
-
-
-class Silu(Function):
-    """x σ(x); d/dx = σ(x)(1 + x(1 − σ(x))).
-
-    CPU float32/float64 with minigen._C: the C++ loops of csrc/normalization.cpp (one pass,
-    σ recomputed in backward instead of saved); otherwise this numpy code, their reference.
-    """
-    def forward(self, x):
-        self.x = x
-        self.native = (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
-                       and _native.available())
-        if self.native:
-            self.x = x if x.flags.c_contiguous else np.ascontiguousarray(x)
-            return _native.module().silu_forward(self.x)
-        xp = xp_of(x)
-        self.s = ((xp.tanh(x * 0.5) + 1) * 0.5).astype(x.dtype, copy=False)
-        return x * self.s
-
-    def backward(self, g):
-        if self.native:
-            g = g.astype(self.x.dtype, copy=False)
-            return _native.module().silu_backward(
-                g if g.flags.c_contiguous else np.ascontiguousarray(g), self.x)
-        s = self.s
-        return g * (s * (1 + self.x * (1 - s)))
-
-
-class Gelu(Function):
-    """exact: x Φ(x) with Φ(x) = ½(1 + erf(x/√2)); 'tanh': ½x(1 + tanh(√(2/π)(x + 0.044715x³)))."""
-    def forward(self, x, approximate):
-        xp = xp_of(x)
-        self.x, self.approximate = x, approximate
-        if approximate == "tanh":
-            k = math.sqrt(2 / math.pi)
-            self.th = xp.tanh(k * (x + 0.044715 * x ** 3))
-            return 0.5 * x * (1 + self.th)
-        self.cdf = 0.5 * (1 + special.erf(x * (1 / math.sqrt(2))))
-        return x * self.cdf
-
-    def backward(self, g):
-        xp, x = xp_of(g), self.x
-        if self.approximate == "tanh":
-            k = math.sqrt(2 / math.pi)
-            th = self.th
-            return g * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * k * (1 + 3 * 0.044715 * x * x))
-        pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
-        return g * (self.cdf + x * pdf)
-
-
-class Softplus(Function):
-    """(1/β) log(1 + e^{βx}), linear above the threshold; d/dx = σ(βx)."""
-    def forward(self, x, beta, threshold):
-        xp = xp_of(x)
-        self.x, self.beta, self.threshold = x, beta, threshold
-        bx = x * beta
-        out = xp.logaddexp(0, bx) / beta
-        return xp.where(bx > threshold, x, out).astype(x.dtype, copy=False)
-
-    def backward(self, g):
-        xp = xp_of(g)
-        bx = self.x * self.beta
-        s = (xp.tanh(bx * 0.5) + 1) * 0.5
-        return xp.where(bx > self.threshold, g, g * s).astype(g.dtype, copy=False)
-
-
-class Elu(Function):
-    def forward(self, x, alpha):
-        xp = xp_of(x)
-        self.x, self.alpha = x, alpha
-        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
-
-    def backward(self, g):
-        xp = xp_of(g)
-        return xp.where(self.x > 0, g, g * self.alpha * xp.exp(xp.minimum(self.x, 0)))
-
-
-class LogSigmoid(Function):
-    """log σ(x) = −softplus(−x) = min(x, 0) − log1p(e^{−|x|}); d/dx = 1 − σ(x) = σ(−x)."""
-    def forward(self, x):
-        xp = xp_of(x)
-        self.x = x
-        return xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))
-
-    def backward(self, g):
-        xp = xp_of(g)
-        return g * (xp.tanh(-self.x * 0.5) + 1) * 0.5
-
-
 class Erf(Function):
     def forward(self, x):
         self.x = x
@@ -608,27 +489,6 @@ class Compare(Function):
 
 
 # ---------------------------------------------------------------------- public functions
-def _unary(cls, doc):
-    def fn(input):
-        return cls.apply(input)
-    fn.__doc__ = doc
-    return fn
-
-
-def _float_unary(cls, doc):
-    """A math function: integer and bool tensors compute in the default float dtype (PyTorch)."""
-    def fn(input):
-        if input.data.dtype.kind in "biu":
-            input = input.to(dtypes.get_default_dtype())
-        return cls.apply(input)
-    fn.__doc__ = doc
-    return fn
-
-
-def _as_float(input):
-    return input.to(dtypes.get_default_dtype()) if input.data.dtype.kind in "biu" else input
-
-
 neg = tensor_method("neg", "__neg__", "negative")(_unary(Neg, "−x"))
 exp = tensor_method("exp")(_float_unary(Exp, "e^x"))
 exp2 = tensor_method("exp2")(_float_unary(Exp2, "2^x"))
@@ -644,42 +504,7 @@ reciprocal = tensor_method("reciprocal")(_float_unary(Reciprocal, "1/x"))
 sin = tensor_method("sin")(_float_unary(Sin, "sin x"))
 cos = tensor_method("cos")(_float_unary(Cos, "cos x"))
 tanh = tensor_method("tanh")(_float_unary(Tanh, "tanh x"))
-sigmoid = tensor_method("sigmoid")(_float_unary(Sigmoid, "1 / (1 + e^{−x})"))
-relu = tensor_method("relu")(_unary(Relu, "max(x, 0)"))
-silu = tensor_method("silu")(_float_unary(Silu, "x σ(x)"))
-logsigmoid = _float_unary(LogSigmoid, "log σ(x), stable")
 erf = tensor_method("erf")(_float_unary(Erf, "error function"))
-
-
-@tensor_method()
-def leaky_relu(input, negative_slope=0.01):
-    return LeakyRelu.apply(input, negative_slope)
-
-
-@tensor_method()
-def gelu(input, approximate="none"):
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return Gelu.apply(_as_float(input), approximate)
-
-
-@tensor_method()
-def softplus(input, beta=1.0, threshold=20.0):
-    return Softplus.apply(_as_float(input), beta, threshold)
-
-
-@tensor_method()
-def elu(input, alpha=1.0):
-    return Elu.apply(_as_float(input), alpha)
-
-
-def mish(input):
-    """x tanh(softplus(x))."""
-    return input * tanh(softplus(input))
-
-
-def hardtanh(input, min_val=-1.0, max_val=1.0):
-    return clamp(input, min_val, max_val)
 
 
 @tensor_method("clamp", "clip")
