@@ -29,10 +29,18 @@ _C = _native.module()
 
 __all__ = list(_ref.__all__)
 
-SMALL_N = 512   # up to here the unblocked C++ kernels (measured: numpy BLAS calls on 32–64 wide
-                # blocks lost to it at n = 256 on the 2-core machine, see the module notes)
+SMALL_N = 96    # up to here the unblocked C++ kernels; above, the blocked LU and solves whose
+                # trailing updates go through numpy's BLAS. Measured on the quiet 2-core machine
+                # (median ms, LU + inverse): n = 64: 0.024 + 0.054 unblocked, 0.027 + 0.062
+                # blocked; n = 128: 0.22 + 0.71 unblocked, 0.12 + 0.23 blocked; n = 256:
+                # 1.10 + 2.50 unblocked, 0.55–0.69 + 1.44 blocked. (An earlier threshold of 512
+                # came from runs on a loaded machine, where threaded BLAS calls collapse.)
 NB = 32          # panel width of the blocked LU
-NB_SOLVE = 64    # diagonal block of the blocked triangular solves
+
+
+def _nb_solve(n):
+    """Diagonal block of the blocked triangular solves (n = 128: 32 best; n = 256: 64)."""
+    return 32 if n < 256 else 64
 
 
 def _batched(a, n):
@@ -81,9 +89,10 @@ pivots_to_permutation = _ref.pivots_to_permutation
 def _trsm(T, B, lower, unit):
     """B ← T⁻¹ B in place, blocked: diagonal blocks in C++, the rest with matmul."""
     n = T.shape[0]
-    starts = range(0, n, NB_SOLVE)
+    nb = _nb_solve(n)
+    starts = range(0, n, nb)
     for i0 in (starts if lower else reversed(starts)):
-        i1 = min(i0 + NB_SOLVE, n)
+        i1 = min(i0 + nb, n)
         _C.logdet_tri_solve(T[i0:i1, i0:i1], B[i0:i1], lower, unit)
         if lower and i1 < n:
             B[i1:] -= T[i1:, i0:i1] @ B[i0:i1]
