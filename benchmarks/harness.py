@@ -50,6 +50,25 @@ def pin_threads(n: int | None = None) -> dict:
         how.append(f"threadpoolctl.threadpool_limits({n})")
     except ImportError:
         how.append("threadpoolctl not installed")
+    # Which OpenMP runtime the process gets. PyTorch's wheel bundles its own libgomp.so.1 and
+    # minigen._C links the system's; both have the same soname, so whichever loads first is the
+    # one runtime of the process, started with the OMP_WAIT_POLICY of that moment. minigen's
+    # native loader sets PASSIVE (idle threads sleep) unless the user set it; PyTorch leaves
+    # GOMP's default (idle threads spin). "torch-first" (default) runs PyTorch in its own
+    # default configuration and minigen's kernels on PyTorch's spinning runtime; "minigen-first"
+    # gives both the passive runtime (measured: PyTorch's small elementwise ops then take up to
+    # 3.6× longer, minigen's LU-based K6 20× shorter). MINIGEN_BENCH_LOAD_ORDER chooses.
+    order = os.environ.get("MINIGEN_BENCH_LOAD_ORDER", "torch-first")
+    if order not in ("torch-first", "minigen-first"):
+        raise ValueError(f"MINIGEN_BENCH_LOAD_ORDER={order!r}: torch-first or minigen-first")
+    if order == "minigen-first":
+        try:
+            import minigen._native as _mn
+            _mn.available()
+        except ImportError:
+            pass
+    how.append(f"load order {order} (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+               " when the first OpenMP runtime loaded)")
     try:
         import torch
         torch.set_num_threads(n)

@@ -141,11 +141,15 @@ void tri_solve_rows(const Mat<T>& t, const Mat<T>& b, std::ptrdiff_t c0, std::pt
 }
 
 // Split B's columns into chunks that threads solve independently (each chunk is a full solve).
+// Threads only for big solves (≥ 2^24 multiply-adds): the blocked LU and solves call this on
+// 32–64-row diagonal blocks between numpy BLAS calls, and an OpenMP team there fights
+// OpenBLAS's threads for the cores; with a spinning OpenMP runtime (PyTorch's libgomp loaded
+// first) the K6 slogdet 256 forward + backward took 60 ms instead of 2.6 ms at 2^18.
 template <typename T>
 void tri_solve(const Mat<T>& t, const Mat<T>& b, bool lower, bool unit) {
     constexpr std::ptrdiff_t kChunk = 64;
     const std::ptrdiff_t k = b.cols, chunks = (k + kChunk - 1) / kChunk;
-    const bool parallel = chunks > 1 && t.rows * t.rows * k >= (std::ptrdiff_t(1) << 18);
+    const bool parallel = chunks > 1 && t.rows * t.rows * k >= (std::ptrdiff_t(1) << 24);
     (void)parallel;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)

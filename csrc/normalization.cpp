@@ -23,11 +23,7 @@
 // than saved: an exp is cheaper than another N·C·S array written and read back).
 //
 // Threads: the (n, g) slabs are independent; one OpenMP loop over N·G when the tensor has at
-// least kParallelMin (2^20) elements (in the E2 UNet only the (64, 32, 28, 28) activations).
-// Measured in the E2 training step on the 2-core machine (bench_e2_unet.py --threads 2
-// --profile): GroupNorm (+ fused SiLU) forward + backward 17.9 ms/step with --native-threads 2,
-// 19.2 ms/step with 1: no collision with OpenBLAS's threads worth a special case here (the
-// kernels are memory-bound and short), so the common threshold stays.
+// least kNormParallelMin (2^23) elements (see the constant below: in the E2 UNet, none).
 #include "common.h"
 
 #include <cmath>
@@ -54,6 +50,14 @@ namespace {
 inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
 inline double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
+// GroupNorm runs between convolutions, i.e. between numpy BLAS calls: an OpenMP team here
+// competes with OpenBLAS's spinning workers for the cores, and when the process's OpenMP
+// runtime spins too (PyTorch's libgomp loaded first: same soname, one runtime) the team's idle
+// threads then slow the next GEMM. Measured, E2 UNet step with PyTorch loaded first: E3
+// forward 208 ms with these kernels on 2 threads, 158 ms with minigen's threads at 1. So the
+// threshold is 8× the common one: in E2 every GroupNorm stays on the calling thread.
+constexpr std::ptrdiff_t kNormParallelMin = ::minigen::kParallelMin << 3;
+
 template <typename T, bool Silu>
 MINIGEN_CLONES void gn_forward_kernel(const T* __restrict x, const T* __restrict w, const T* __restrict b,
                        T* __restrict y, T* __restrict mean, T* __restrict rstd,
@@ -62,7 +66,7 @@ MINIGEN_CLONES void gn_forward_kernel(const T* __restrict x, const T* __restrict
     const std::ptrdiff_t K = C / G, M = K * S, NG = N * G;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) \
-    if (N * C * S >= ::minigen::kParallelMin)
+    if (N * C * S >= kNormParallelMin)
 #endif
     for (std::ptrdiff_t ng = 0; ng < NG; ++ng) {
         const T* xs = x + ng * M;
@@ -108,7 +112,7 @@ MINIGEN_CLONES void gn_backward_kernel(const T* __restrict x, const T* __restric
     const std::ptrdiff_t K = C / G, M = K * S, NG = N * G;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) \
-    if (N * C * S >= ::minigen::kParallelMin)
+    if (N * C * S >= kNormParallelMin)
 #endif
     for (std::ptrdiff_t ng = 0; ng < NG; ++ng) {
         const std::ptrdiff_t n = ng / G, g = ng % G;
