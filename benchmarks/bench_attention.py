@@ -26,8 +26,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Report, common_args, measure, pin_threads, start,  # noqa: E402
-                     try_import_torch)
+from harness import (Report, common_args, cpu_ceilings, finish, measure, pin_threads,
+                     start, try_import_torch)  # noqa: E402
 
 CPU_WORK = [  # (name, (B, H, L, E), causal)
     ("K3 8×4×256×32", (8, 4, 256, 32), False),
@@ -184,17 +184,10 @@ def main():
         os.environ.pop("TRITON_INTERPRET", None)  # never time the interpreter
     report = Report(f"attention (K3/K4) on {args.device}", threads=threads)
     start(report, args)
-    if not args.no_ceilings and args.device == "cpu":
-        from ceilings import measure_ceilings
-        report.ceilings = measure_ceilings(None, use_torch=not args.no_torch)
-        print(f"ceilings: sgemm {report.ceilings['sgemm_gflops']:.1f} GFLOP/s (numpy BLAS), "
-              f"copy {report.ceilings['copy_gbps']:.1f} GB/s")
+    if args.device == "cpu":
+        cpu_ceilings(report, args)
     (run_cuda if args.device == "cuda" else run_cpu)(args, report)
-    report.print_table()
-    print(f"threads: {threads['how']}")
-    if args.json:
-        report.write_json(args.json)
-    return report
+    return finish(report, args, threads)
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Report, common_args, measure, pin_threads, start,  # noqa: E402
-                     try_import_torch)
+from harness import (Report, common_args, finish, measure, pin_threads, start,
+                     try_import_torch)  # noqa: E402
 
 CPU_WORK = [  # name, x shape, w shape, stride, padding
     ("K1", (32, 64, 32, 32), (64, 64, 3, 3), 1, 1),
@@ -269,11 +269,7 @@ def main():
               f"{report.ceilings.get('sgemm_gflops_torch', float('nan')):.1f} GFLOP/s "
               f"(torch), copy {report.ceilings['copy_gbps']:.1f} GB/s")
     (run_cuda if args.device == "cuda" else run_cpu)(args, report)
-    report.print_table()
-    print(f"threads: {threads['how']}")
-    if args.json:
-        report.write_json(args.json)
-    return report
+    return finish(report, args, threads)
 
 
 if __name__ == "__main__":

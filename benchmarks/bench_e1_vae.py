@@ -19,8 +19,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Report, common_args, measure, pin_threads, start,  # noqa: E402
-                     try_import_torch)
+from harness import (Report, common_args, cpu_ceilings, finish, measure, pin_threads,
+                     start, try_import_torch)  # noqa: E402
 
 BATCH = 128
 LAYERS = [(784, 512), (512, 20), (512, 20), (20, 512), (512, 784)]
@@ -143,17 +143,9 @@ def main():
     threads = pin_threads(args.threads)
     report = Report("E1 MLP-VAE training step, batch 128, float32", threads=threads)
     start(report, args)
-    if not args.no_ceilings:
-        from ceilings import measure_ceilings
-        report.ceilings = measure_ceilings(None, use_torch=not args.no_torch)
-        print(f"ceilings: sgemm {report.ceilings['sgemm_gflops']:.1f} GFLOP/s (numpy BLAS), "
-              f"copy {report.ceilings['copy_gbps']:.1f} GB/s")
+    cpu_ceilings(report, args)
     run(args, report)
-    report.print_table()
-    print(f"threads: {threads['how']}")
-    if args.json:
-        report.write_json(args.json)
-    return report
+    return finish(report, args, threads)
 
 
 if __name__ == "__main__":

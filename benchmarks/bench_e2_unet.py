@@ -31,8 +31,8 @@ import time
 from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Report, common_args, measure, pin_threads, start,  # noqa: E402
-                     try_import_torch)
+from harness import (Report, common_args, cpu_ceilings, finish, measure, pin_threads,
+                     start, try_import_torch)  # noqa: E402
 
 BATCH = 64
 T = 1000
@@ -309,20 +309,12 @@ def main():
                         "keeps them from competing with OpenBLAS's spinning threads")
     args = p.parse_args()
     threads = pin_threads(args.threads)
-    import minigen  # noqa: F401  (before torch: OpenMP wait policy)
     report = Report(f"E2/E3 DDPM UNet, {args.device}, float32", threads=threads)
     start(report, args)
-    if not args.no_ceilings and args.device == "cpu":
-        from ceilings import measure_ceilings
-        report.ceilings = measure_ceilings(None, use_torch=not args.no_torch)
-        print(f"ceilings: sgemm {report.ceilings['sgemm_gflops']:.1f} GFLOP/s (numpy BLAS), "
-              f"copy {report.ceilings['copy_gbps']:.1f} GB/s")
+    if args.device == "cpu":
+        cpu_ceilings(report, args)
     run(args, report)
-    report.print_table()
-    print(f"threads: {threads['how']}")
-    if args.json:
-        report.write_json(args.json)
-    return report
+    return finish(report, args, threads)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Report, common_args, measure, pin_threads, start, try_import_torch  # noqa
+from harness import (Report, common_args, finish, measure, pin_threads, start,
+                     try_import_torch)  # noqa: E402
 
 NUM_CLASSES = 10
 
@@ -167,15 +168,10 @@ def main():
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = p.parse_args()
     threads = pin_threads(args.threads)
-    import minigen  # noqa: F401  (before torch: OpenMP wait policy)
     report = Report(f"E4 DDIM sampling with CFG, {args.device}, float32", threads=threads)
     start(report, args)
     run(args, report)
-    report.print_table()
-    print(f"threads: {threads['how']}")
-    if args.json:
-        report.write_json(args.json)
-    return report
+    return finish(report, args, threads)
 
 
 if __name__ == "__main__":

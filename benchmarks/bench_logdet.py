@@ -18,8 +18,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Report, common_args, measure, pin_threads, start,  # noqa: E402
-                     try_import_torch)
+from harness import (Report, common_args, finish, measure, pin_threads, start,
+                     try_import_torch)  # noqa: E402
 
 
 def _impls(device):
@@ -204,7 +204,6 @@ def main():
                    help="leave the numpy reference out of the 256×256 rows")
     args = p.parse_args()
     threads = pin_threads(args.threads)
-    import minigen  # noqa: F401  (before torch: OpenMP wait policy)
     report = Report(f"logdet family (K6, K7) on {args.device}", threads=threads)
     start(report, args)
     if not args.no_ceilings and args.device == "cpu":
@@ -217,11 +216,7 @@ def main():
             r["pct_ceiling"] = 100 * r["gflops"] / ceil["dgemm_gflops"]
         elif "gbps" in r and ceil.get("copy_gbps"):
             r["pct_ceiling"] = 100 * r["gbps"] / ceil["copy_gbps"]
-    report.print_table()
-    print(f"threads: {threads['how']}")
-    if args.json:
-        report.write_json(args.json)
-    return report
+    return finish(report, args, threads)
 
 
 if __name__ == "__main__":

@@ -322,6 +322,25 @@ def start(report: Report, args) -> None:
         print(f"background CPU busy before the run: {100 * busy:.0f}%{note}", flush=True)
 
 
+def cpu_ceilings(report: Report, args) -> None:
+    """Measure the CPU ceilings into ``report.ceilings`` (unless --no-ceilings) and say them."""
+    if args.no_ceilings:
+        return
+    from ceilings import measure_ceilings
+    report.ceilings = measure_ceilings(None, use_torch=not args.no_torch)
+    print(f"ceilings: sgemm {report.ceilings['sgemm_gflops']:.1f} GFLOP/s (numpy BLAS), "
+          f"copy {report.ceilings['copy_gbps']:.1f} GB/s")
+
+
+def finish(report: Report, args, threads: dict) -> Report:
+    """The common end of a benchmark script: the table, how threads were set, the JSON."""
+    report.print_table()
+    print(f"threads: {threads['how']}")
+    if args.json:
+        report.write_json(args.json)
+    return report
+
+
 def report_from_json(path: str) -> Report:
     with open(path) as f:
         d = json.load(f)
