@@ -25,10 +25,9 @@
 // place plus the mask when there is one; the backward pair reads s, dp and writes both.
 // The GEMMs (2·L·S·(E+Ev) flops forward, 2.5× that backward) dominate at head dim ≥ 32.
 //
-// exp: a vectorizable float exp (range reduction x = n ln2 + r, |r| ≤ ln2/2, degree-6
-// polynomial for e^r, 2ⁿ built in the exponent bits; relative error ~2e-7), so the row loops
-// vectorize on the baseline ISA; with function multiversioning the loops also get AVX2 and
-// AVX-512 clones picked at load time. Float64 uses std::exp.
+// exp: vecmath.h's vectorizable float exp (relative error ~1e-7), so the row loops vectorize
+// on the baseline ISA; with function multiversioning they also get AVX2 and AVX-512 clones
+// picked at load time. Float64 uses std::exp.
 #include "common.h"
 
 #include <cmath>
@@ -36,6 +35,13 @@
 #include <cstring>
 #include <limits>
 #include <string>
+
+// Without trapping-math GCC turns the clamps' float selects into blends instead of branches,
+// which is what lets the row loops vectorize (see vecmath.h); no result changes.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+#include "vecmath.h"
 
 namespace minigen {
 
@@ -47,26 +53,13 @@ namespace {
 #define MINIGEN_ATTN_CLONES
 #endif
 
+// e^x for the softmax: vecmath.h's exp_approx (clamped at ±80, so no lane of a vectorized
+// loop ever computes a denormal: with a clamp at −87 the vectorized loop took 10× longer
+// through microcode assists), and 0 below −80 (e^−80 ≈ 1.8e−35 is below anything that can
+// change a softmax row, whose largest entry is e^0 = 1; exp(−inf) = 0 as it must).
 inline float fast_exp(float x) {
-    // e^x = 2ⁿ · e^r with n = round(x / ln2), r = x − n ln2 (ln2 split in two for accuracy)
-    const float lo = -87.0f;
-    const float xc = x < lo ? lo : (x > 88.0f ? 88.0f : x);
-    const float n = std::nearbyint(xc * 1.44269504088896341f);
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;  // Taylor-like minimax coefficients of e^r on |r| ≤ ln2/2
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    std::int32_t bits;
-    std::memcpy(&bits, &p, 4);
-    bits += static_cast<std::int32_t>(n) << 23;  // × 2ⁿ
-    float out;
-    std::memcpy(&out, &bits, 4);
-    return x < lo ? 0.0f : out;                   // e^x < 1.6e-38: 0 (and exp(−inf) = 0)
+    const float e = exp_approx(x);
+    return x < -80.0f ? 0.0f : e;
 }
 
 inline double fast_exp(double x) { return std::exp(x); }
