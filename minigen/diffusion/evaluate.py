@@ -442,10 +442,11 @@ def evaluate_run(run, device="cpu", seed: int = 0, progress: bool = True, log=pr
     cfg = run.config["train"]
     data = load_image_dataset(cfg["data"], cfg.get("data_dir"))
     res = {}
-    if run.autoencoder is None and heldout:
+    if run.autoencoder is None and heldout and data.max_value != 255:
+        log(f"(bits/dim needs 8-bit images; this data has {int(data.max_value) + 1} levels: skipped)")
+    elif run.autoencoder is None and heldout:
         x0 = data.heldout[:heldout]
-        vb = variational_bound(run.model, run.scheduler("ddpm"), x0.astype(np.uint8)
-                               if data.max_value == 255 else data.to_float(x0),
+        vb = variational_bound(run.model, run.scheduler("ddpm"), x0.astype(np.uint8),
                                num_timesteps=bpd_timesteps or None, seed=seed, device=device,
                                progress=progress)
         res.update({k: v for k, v in vb.items() if k != "per_image"})
