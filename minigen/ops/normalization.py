@@ -277,10 +277,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return LayerNorm.apply(input, weight, bias, k, eps)
 
 
-def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
-    """Normalise each sample's channel groups: input (N, C, *), C divisible by ``num_groups``;
-    ``weight`` and ``bias`` of shape (C,)."""
-    op = "group_norm"
+def _group_norm(op, input, num_groups, weight, bias, eps, silu):
+    """The argument checks shared by group_norm and group_norm_silu, then the primitive."""
     _check_input(op, input, 2)
     c = input.shape[1]
     if not isinstance(num_groups, numbers.Integral) or num_groups < 1:
@@ -291,24 +289,19 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     _check_param(op, "weight", weight, (c,), input)
     _check_param(op, "bias", bias, (c,), input)
     _check_eps(op, eps)
-    return GroupNorm.apply(input, weight, bias, int(num_groups), eps)
+    return GroupNorm.apply(input, weight, bias, int(num_groups), eps, silu)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise each sample's channel groups: input (N, C, *), C divisible by ``num_groups``;
+    ``weight`` and ``bias`` of shape (C,)."""
+    return _group_norm("group_norm", input, num_groups, weight, bias, eps, False)
 
 
 def group_norm_silu(input, num_groups, weight=None, bias=None, eps=1e-5):
     """silu(group_norm(input, ...)) as one primitive: the same values as the two ops, one
     read-write pass less and no saved intermediate (the UNet's norm → SiLU pairs use it)."""
-    op = "group_norm_silu"
-    _check_input(op, input, 2)
-    c = input.shape[1]
-    if not isinstance(num_groups, numbers.Integral) or num_groups < 1:
-        raise ValueError(f"{op}: num_groups must be a positive int, got {num_groups!r}")
-    if c % num_groups:
-        raise RuntimeError(f"{op}: the {c} channels of the input of shape {tuple(input.shape)} "
-                           f"are not divisible into num_groups={num_groups} groups")
-    _check_param(op, "weight", weight, (c,), input)
-    _check_param(op, "bias", bias, (c,), input)
-    _check_eps(op, eps)
-    return GroupNorm.apply(input, weight, bias, int(num_groups), eps, True)
+    return _group_norm("group_norm_silu", input, num_groups, weight, bias, eps, True)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
