@@ -18,7 +18,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
+
+#include "vecmath.h"  // MINIGEN_CLONES
 
 namespace minigen {
 
@@ -72,7 +76,7 @@ void require_int32(const py::array& a, const char* fn, const char* name) {
 // columns right of j. Columns ≥ k0 + nb are only swapped (the caller updates them). Returns
 // the number of row swaps (its parity is det P).
 template <typename T>
-int lu_panel(T* a, std::ptrdiff_t n, std::ptrdiff_t k0, std::ptrdiff_t nb, std::int32_t* piv) {
+MINIGEN_CLONES int lu_panel(T* a, std::ptrdiff_t n, std::ptrdiff_t k0, std::ptrdiff_t nb, std::int32_t* piv) {
     int swaps = 0;
     const std::ptrdiff_t kend = k0 + nb;
     for (std::ptrdiff_t j = k0; j < kend; ++j) {
@@ -109,6 +113,72 @@ int lu_panel(T* a, std::ptrdiff_t n, std::ptrdiff_t k0, std::ptrdiff_t nb, std::
     return swaps;
 }
 
+// The same panel for the blocked LU, on a packed copy: columns [k0, k0 + nb), rows k0..n−1,
+// copied column-major, so the pivot search and the rank-1 update run down contiguous columns
+// of length n − j (row-major, the update is a loop over the < nb panel columns of each row,
+// too short to vectorize well). The parts of the swapped rows outside the panel are swapped in
+// the matrix. Same operations per element, in the same order, as lu_panel (which skips rows
+// with l = 0; here a_rc − 0·u is computed, the same value for finite inputs).
+// Measured (one thread, float32, n = 256, NB = 32, the 8 panels together): 0.31 ms row-major,
+// 0.19 ms packed.
+template <typename T>
+MINIGEN_CLONES int lu_panel_packed(T* a, std::ptrdiff_t n, std::ptrdiff_t k0, std::ptrdiff_t nb,
+                                   std::int32_t* piv) {
+    const std::ptrdiff_t m = n - k0;
+    std::vector<T> buf(static_cast<std::size_t>(m * nb));
+    for (std::ptrdiff_t r = 0; r < m; ++r) {
+        const T* __restrict src = a + (k0 + r) * n + k0;
+        for (std::ptrdiff_t c = 0; c < nb; ++c) {
+            buf[c * m + r] = src[c];
+        }
+    }
+    int swaps = 0;
+    for (std::ptrdiff_t j = 0; j < nb; ++j) {
+        T* __restrict cj = buf.data() + j * m;
+        std::ptrdiff_t p = j;
+        T best = std::abs(cj[j]);
+        for (std::ptrdiff_t r = j + 1; r < m; ++r) {
+            const T v = std::abs(cj[r]);
+            if (v > best) {  // strict: the first maximum wins, as idamax
+                best = v;
+                p = r;
+            }
+        }
+        piv[k0 + j] = static_cast<std::int32_t>(k0 + p);
+        if (p != j) {
+            for (std::ptrdiff_t c = 0; c < nb; ++c) {
+                std::swap(buf[c * m + j], buf[c * m + p]);
+            }
+            T* rj = a + (k0 + j) * n;
+            T* rp = a + (k0 + p) * n;
+            std::swap_ranges(rj, rj + k0, rp);                  // left of the panel
+            std::swap_ranges(rj + k0 + nb, rj + n, rp + k0 + nb);  // right of it
+            ++swaps;
+        }
+        const T pivot = cj[j];
+        if (pivot == T(0)) {
+            continue;  // the column below is zero already: nothing to eliminate
+        }
+        for (std::ptrdiff_t r = j + 1; r < m; ++r) {
+            cj[r] /= pivot;  // l_rj = a_rj / a_jj
+        }
+        for (std::ptrdiff_t c = j + 1; c < nb; ++c) {
+            T* __restrict cc = buf.data() + c * m;
+            const T u = cc[j];
+            for (std::ptrdiff_t r = j + 1; r < m; ++r) {
+                cc[r] -= cj[r] * u;  // a_rc −= l_rj a_jc
+            }
+        }
+    }
+    for (std::ptrdiff_t r = 0; r < m; ++r) {
+        T* __restrict dst = a + (k0 + r) * n + k0;
+        for (std::ptrdiff_t c = 0; c < nb; ++c) {
+            dst[c] = buf[c * m + r];
+        }
+    }
+    return swaps;
+}
+
 // ---- triangular solves on rows --------------------------------------------------------------
 
 // B ← T⁻¹ B in place, T lower (forward) or upper (backward) triangular, unit diagonal or not.
@@ -140,6 +210,82 @@ void tri_solve_rows(const Mat<T>& t, const Mat<T>& b, std::ptrdiff_t c0, std::pt
     }
 }
 
+// Register-tiled solve: RB rows × 2 vectors of 64 bytes (32 floats / 16 doubles) of B held in
+// registers. The rows are taken in solve order (s = 0, 1, ...: row s for lower, row m−1−s for
+// upper); a tile of RB consecutive steps first subtracts the already solved rows,
+//   acc_q −= t(i_q, j) x_j  for every solved j  (each x_j loaded once, used RB times),
+// then the small triangle inside the tile, acc_q −= t(i_q, i_p) acc_p (p < q), dividing by
+// t(i_q, i_q) unless unit. The same sums as tri_solve_rows, taken in solve order (for upper
+// tri_solve_rows goes by ascending column instead), so the two differ only by rounding.
+// Measured (one thread, float32, a 64×64 unit-lower block on 64×256): 0.054 ms row by row in
+// the portable SSE2 build, 0.013 ms tiled (AVX-512 clone).
+template <typename T> struct Vec64;
+template <> struct Vec64<float> { typedef float type __attribute__((vector_size(64))); };
+template <> struct Vec64<double> { typedef double type __attribute__((vector_size(64))); };
+
+template <typename T, int RB>
+inline __attribute__((always_inline)) void tri_solve_tile(const Mat<T>& t, const Mat<T>& b,
+                                                          std::ptrdiff_t c, std::ptrdiff_t s0,
+                                                          bool lower, bool unit) {
+    using V = typename Vec64<T>::type;
+    constexpr std::ptrdiff_t W = 64 / sizeof(T);
+    const std::ptrdiff_t m = t.rows;
+    std::ptrdiff_t rows[RB];
+    V acc[RB][2];
+    for (int q = 0; q < RB; ++q) {
+        rows[q] = lower ? s0 + q : m - 1 - (s0 + q);
+        std::memcpy(&acc[q][0], b.row(rows[q]) + c, sizeof(V));
+        std::memcpy(&acc[q][1], b.row(rows[q]) + c + W, sizeof(V));
+    }
+    for (std::ptrdiff_t s = 0; s < s0; ++s) {
+        const std::ptrdiff_t j = lower ? s : m - 1 - s;
+        V x0, x1;
+        std::memcpy(&x0, b.row(j) + c, sizeof(V));
+        std::memcpy(&x1, b.row(j) + c + W, sizeof(V));
+        for (int q = 0; q < RB; ++q) {
+            const T tq = t(rows[q], j);
+            acc[q][0] -= tq * x0;
+            acc[q][1] -= tq * x1;
+        }
+    }
+    for (int q = 0; q < RB; ++q) {
+        for (int p = 0; p < q; ++p) {
+            const T tq = t(rows[q], rows[p]);
+            acc[q][0] -= tq * acc[p][0];
+            acc[q][1] -= tq * acc[p][1];
+        }
+        if (!unit) {
+            const T d = t(rows[q], rows[q]);
+            acc[q][0] /= d;
+            acc[q][1] /= d;
+        }
+        std::memcpy(b.row(rows[q]) + c, &acc[q][0], sizeof(V));
+        std::memcpy(b.row(rows[q]) + c + W, &acc[q][1], sizeof(V));
+    }
+}
+
+// Columns [c0, c1) of B: full-width column tiles through tri_solve_tile (4 rows at a time,
+// then single rows), the leftover columns (< 2 vectors) through tri_solve_rows.
+template <typename T>
+MINIGEN_CLONES void tri_solve_cols(const Mat<T>& t, const Mat<T>& b, std::ptrdiff_t c0,
+                                   std::ptrdiff_t c1, bool lower, bool unit) {
+    constexpr std::ptrdiff_t CW = 2 * 64 / sizeof(T);
+    const std::ptrdiff_t m = t.rows;
+    std::ptrdiff_t c = c0;
+    for (; c + CW <= c1; c += CW) {
+        std::ptrdiff_t s = 0;
+        for (; s + 4 <= m; s += 4) {
+            tri_solve_tile<T, 4>(t, b, c, s, lower, unit);
+        }
+        for (; s < m; ++s) {
+            tri_solve_tile<T, 1>(t, b, c, s, lower, unit);
+        }
+    }
+    if (c < c1) {
+        tri_solve_rows(t, b, c, c1, lower, unit);
+    }
+}
+
 // Split B's columns into chunks that threads solve independently (each chunk is a full solve).
 // Threads only for big solves (≥ 2^24 multiply-adds): the blocked LU and solves call this on
 // 32–64-row diagonal blocks between numpy BLAS calls, and an OpenMP team there fights
@@ -155,7 +301,7 @@ void tri_solve(const Mat<T>& t, const Mat<T>& b, bool lower, bool unit) {
 #pragma omp parallel for schedule(static) num_threads(::minigen::num_threads()) if(parallel)
 #endif
     for (std::ptrdiff_t q = 0; q < chunks; ++q) {
-        tri_solve_rows(t, b, q * kChunk, std::min(k, (q + 1) * kChunk), lower, unit);
+        tri_solve_cols(t, b, q * kChunk, std::min(k, (q + 1) * kChunk), lower, unit);
     }
 }
 
@@ -170,8 +316,8 @@ void lu_solve_one(const T* lu, const std::int32_t* piv, T* b, std::ptrdiff_t n,
             }
         }
         const Mat<T> t{const_cast<T*>(lu), n, n, n}, bm{b, k, n, k};
-        tri_solve_rows(t, bm, 0, k, true, true);    // L y = P B
-        tri_solve_rows(t, bm, 0, k, false, false);  // U x = y
+        tri_solve_cols(t, bm, 0, k, true, true);    // L y = P B
+        tri_solve_cols(t, bm, 0, k, false, false);  // U x = y
         return;
     }
     // Uᵀ z = B (forward, column i of U is row i of Uᵀ), then Lᵀ w = z (backward, unit).
@@ -268,9 +414,9 @@ int lu_panel_py(py::array a, std::ptrdiff_t k0, std::ptrdiff_t nb, py::array piv
     auto* p = static_cast<std::int32_t*>(piv.mutable_data());
     py::gil_scoped_release release;
     if (dt == DType::Float32) {
-        return lu_panel(static_cast<float*>(a.mutable_data()), n, k0, nb, p);
+        return lu_panel_packed(static_cast<float*>(a.mutable_data()), n, k0, nb, p);
     }
-    return lu_panel(static_cast<double*>(a.mutable_data()), n, k0, nb, p);
+    return lu_panel_packed(static_cast<double*>(a.mutable_data()), n, k0, nb, p);
 }
 
 // b ← T⁻¹ b (t m×m, b m×k: blocks of row-major matrices), lower/upper, unit diagonal or not.

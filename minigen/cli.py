@@ -222,6 +222,9 @@ def _add_eval(sub):
                    help="KL terms drawn for the bits/dim estimate (default: evaluate's)")
     p.add_argument("--ddim-table", dest="ddim", action="store_true",
                    help="also the DDIM table: FCD for S = 10, 20, 50, 100, 1000 at η = 0, 1")
+    p.add_argument("--out", default="eval.json",
+                   help="results file inside RUN (default eval.json); metrics.json keeps the "
+                        "results under its stem")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -239,7 +242,7 @@ def _run_eval(args):
         opts["ddim"] = True
     try:
         evaluate_run_dir(args.run, device=args.device, seed=args.seed,
-                         progress=not args.no_progress, **opts)
+                         progress=not args.no_progress, out=args.out, **opts)
     except (FileNotFoundError, DataNotFoundError, ImportError, ValueError) as exc:
         print(f"minigen eval: error: {exc}", file=sys.stderr)
         return 2

@@ -270,12 +270,15 @@ def sample_run(run: Run, sampler: str = "ddim", steps: int | None = None, eta: f
 
 # ---------------------------------------------------------------------- evaluating a run
 def evaluate_run_dir(path: str, device: str = "cpu", seed: int = 0, progress: bool = True,
-                     log=print, **opts) -> dict:
+                     log=print, out: str = "eval.json", **opts) -> dict:
     """``minigen eval RUN``: ``minigen.diffusion.evaluate.evaluate_run(run, ...)`` on the EMA
-    weights; the results go to RUN/eval.json and the "eval" section of RUN/metrics.json.
+    weights; the results go to RUN/``out`` (default eval.json) and to the section of
+    RUN/metrics.json named by its stem ("eval" for eval.json).
 
     When the evaluate module has no ``evaluate_run``, the held-out bits/dim alone is computed
     with its ``bits_per_dim(model, scheduler, x0)`` (pixel-space runs only)."""
+    if os.path.basename(out) != out or not out.endswith(".json"):
+        raise ValueError(f"out={out!r}: give a file name ending in .json (it goes inside RUN)")
     from . import evaluate
     run = load_run(path, device=device)
     fn = getattr(evaluate, "evaluate_run", None)
@@ -296,14 +299,15 @@ def evaluate_run_dir(path: str, device: str = "cpu", seed: int = 0, progress: bo
                                                  else bpd.mean().item()),
                    "heldout_images": int(x0.shape[0])}
     results = {**results, "step": run.step}
-    write_json(os.path.join(path, "eval.json"), results)
+    write_json(os.path.join(path, out), results)
     mpath = os.path.join(path, METRICS)
     metrics = {}
     if os.path.exists(mpath):
         with open(mpath) as f:
             metrics = json.load(f)
-    metrics["eval"] = results
+    section = os.path.splitext(out)[0]
+    metrics[section] = results
     write_json(mpath, metrics)
     log(json.dumps(results, indent=2))
-    log(f"wrote {os.path.join(path, 'eval.json')} and the 'eval' section of {mpath}")
+    log(f"wrote {os.path.join(path, out)} and the {section!r} section of {mpath}")
     return results
