@@ -63,6 +63,7 @@ void sgd_momentum_step(const py::object& param, const py::object& grad, const py
 
 // The kernel families, one file each; each binds its functions into the module and appends
 // their names to kernel_names().
+void register_gemm(py::module_& m);            // gemm.cpp (under conv2d and attention)
 void register_conv2d(py::module_& m);          // conv2d.cpp
 void register_attention(py::module_& m);       // attention.cpp
 void register_noise_schedule(py::module_& m);  // noise_schedule.cpp

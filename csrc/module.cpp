@@ -42,6 +42,7 @@ PYBIND11_MODULE(_C, m) {
     for (const char* name : {"erf", "adam_step", "sgd_momentum_step"}) {
         kernel_names().push_back(name);
     }
+    register_gemm(m);
     register_conv2d(m);
     register_attention(m);
     register_noise_schedule(m);

@@ -1,5 +1,6 @@
-"""attention, native implementation: numpy's BLAS for the five matrix products, C++ for the
-softmax pieces between them (``csrc/attention.cpp``), a few heads at a time.
+"""attention, native implementation: the GEMM of csrc/gemm.cpp (``native/gemm.py``) for the
+five matrix products, C++ for the softmax pieces between them (``csrc/attention.cpp``), a few
+heads at a time.
 
 Same functions and signatures as ``minigen/reference/attention.py`` (read the math there).
 The batch of B heads is walked in chunks of ``h`` heads such that one chunk's h×L×S block of
@@ -7,9 +8,9 @@ scores (float32: 4·L·S bytes per head) stays near the L2 cache: the GEMM write
 pass turns it into probabilities in place, and the next GEMM reads it back from cache instead
 of memory. Per chunk:
 
-    forward:   S = Q Kᵀ (BLAS) → P, lse (C++: scale, mask, causal, softmax)  → O = P V (BLAS)
-    backward:  S = Q Kᵀ → P = exp(c·S + mask − lse) (C++) → dV = Pᵀ dO, dP = dO Vᵀ (BLAS)
-               → dS' = c·P ⊙ (dP − rowsum(dO ⊙ O)) (C++) → dQ = dS' K, dK = dS'ᵀ Q (BLAS)
+    forward:   S = Q Kᵀ (GEMM) → P, lse (C++: scale, mask, causal, softmax)  → O = P V (GEMM)
+    backward:  S = Q Kᵀ → P = exp(c·S + mask − lse) (C++) → dV = Pᵀ dO, dP = dO Vᵀ (GEMM)
+               → dS' = c·P ⊙ (dP − rowsum(dO ⊙ O)) (C++) → dQ = dS' K, dK = dS'ᵀ Q (GEMM)
 
 Causal attention skips the key blocks above the diagonal: the queries are cut into
 ``CAUSAL_BLOCKS`` row blocks, and row block r multiplies only by the keys it can see
@@ -30,6 +31,7 @@ import numpy as np
 
 from .. import _native
 from ..reference.attention import compute_dtype
+from .gemm import matmul as _gemm
 
 __all__ = ["attention_forward", "attention_backward"]
 
@@ -71,10 +73,10 @@ def attention_forward(q, k, v, mask, is_causal, scale):
         for b0 in range(0, B, h):
             b1 = min(B, b0 + h)
             s = buf[:(b1 - b0) * (i1 - i0) * j1].reshape(b1 - b0, i1 - i0, j1)
-            np.matmul(q[b0:b1, i0:i1], kt[b0:b1, :, :j1], out=s)            # S = Q Kᵀ
+            _gemm(q[b0:b1, i0:i1], kt[b0:b1, :, :j1], s)                    # S = Q Kᵀ
             m = None if mask is None else mask[b0:b1, i0:i1, :j1]
             C.attention_softmax_forward(s, m, lse[b0:b1, i0:i1], is_causal, i0, scale, False)
-            np.matmul(s, v[b0:b1, :j1], out=o[b0:b1, i0:i1])                # O = P V
+            _gemm(s, v[b0:b1, :j1], o[b0:b1, i0:i1])                        # O = P V
     return o, lse
 
 
@@ -100,32 +102,26 @@ def attention_backward(do, q, k, v, o, lse, mask, is_causal, scale, need_dmask=F
     h = _chunk(B, L, S, ct.itemsize)
     buf_p = np.empty(h * L * S, ct)
     buf_d = np.empty(h * L * S, ct)
-    tmp_k = None if single else np.empty((h, S, E), ct)
-    tmp_v = None if single else np.empty((h, S, Ev), ct)
     for i0, i1, j1 in blocks:
         for b0 in range(0, B, h):
             b1 = min(B, b0 + h)
             n = (b1 - b0) * (i1 - i0) * j1
             p = buf_p[:n].reshape(b1 - b0, i1 - i0, j1)
             d = buf_d[:n].reshape(b1 - b0, i1 - i0, j1)
-            np.matmul(q[b0:b1, i0:i1], kt[b0:b1, :, :j1], out=p)            # S = Q Kᵀ
+            _gemm(q[b0:b1, i0:i1], kt[b0:b1, :, :j1], p)                    # S = Q Kᵀ
             m = None if mask is None else mask[b0:b1, i0:i1, :j1]
             C.attention_softmax_recompute(p, m, lse[b0:b1, i0:i1], is_causal, i0, scale, False)
             pt = p.transpose(0, 2, 1)
-            np.matmul(do[b0:b1, i0:i1], vt[b0:b1, :, :j1], out=d)           # dP = dO Vᵀ
+            _gemm(do[b0:b1, i0:i1], vt[b0:b1, :, :j1], d)                   # dP = dO Vᵀ
             C.attention_softmax_backward(p, d, delta[b0:b1, i0:i1], alpha, False)  # α P⊙(dP−δ)
-            np.matmul(d, k[b0:b1, :j1], out=dq[b0:b1, i0:i1])               # dQ = dS' K
+            _gemm(d, k[b0:b1, :j1], dq[b0:b1, i0:i1])                       # dQ = dS' K
             dt = d.transpose(0, 2, 1)
             if single:
-                np.matmul(pt, do[b0:b1], out=dv[b0:b1, :j1])                # dV = Pᵀ dO
-                np.matmul(dt, q[b0:b1], out=dk[b0:b1, :j1])                 # dK = dS'ᵀ Q
+                _gemm(pt, do[b0:b1], dv[b0:b1, :j1])                        # dV = Pᵀ dO
+                _gemm(dt, q[b0:b1], dk[b0:b1, :j1])                         # dK = dS'ᵀ Q
             else:                                                            # accumulate
-                tv = tmp_v[:b1 - b0, :j1]
-                np.matmul(pt, do[b0:b1, i0:i1], out=tv)
-                dv[b0:b1, :j1] += tv
-                tk = tmp_k[:b1 - b0, :j1]
-                np.matmul(dt, q[b0:b1, i0:i1], out=tk)
-                dk[b0:b1, :j1] += tk
+                _gemm(pt, do[b0:b1, i0:i1], dv[b0:b1, :j1], accumulate=True)
+                _gemm(dt, q[b0:b1, i0:i1], dk[b0:b1, :j1], accumulate=True)
             if need_dmask:
                 dmask[b0:b1, i0:i1, :j1] = d
     if need_dmask:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _native
+from .gemm import matmul as _gemm
 
 # Column-buffer budget per chunk (bytes). Chosen by timing K1 on the 2-core machine
 # (benchmarks/bench_conv2d.py --chunk; 1 thread, fwd/bwd ms: 1 image per chunk 24.3/49.8,
@@ -78,7 +79,7 @@ def _forward(x, w, stride, padding, dilation, groups):
     wg = w.reshape(groups, og, kg)
     y = np.empty((n, c_out, p), dtype=x.dtype)
     if _pointwise(kh, kw, stride, padding, dilation):   # X_col is x itself
-        np.matmul(wg, x.reshape(n, groups, cg, p), out=y.reshape(n, groups, og, p))
+        _gemm(wg, x.reshape(n, groups, cg, p), y.reshape(n, groups, og, p))
         return y.reshape(n, c_out, ho, wo)
     nb = chunk_images(n, c_in * kh * kw, p, x.itemsize)
     cols_buf = np.empty(c_in * kh * kw * nb * p, dtype=x.dtype)
@@ -89,7 +90,7 @@ def _forward(x, w, stride, padding, dilation, groups):
         cols = cols_buf[:c_in * kh * kw * m * p].reshape(c_in * kh * kw, m * p)   # wide
         im2col(x[n0:n0 + m], cols, *geom)
         out = out_buf[:c_out * m * p].reshape(groups, og, m * p)
-        np.matmul(wg, cols.reshape(groups, kg, m * p), out=out)   # one GEMM per group
+        _gemm(wg, cols.reshape(groups, kg, m * p), out)   # one GEMM per group
         y[n0:n0 + m] = out.reshape(c_out, m, p).transpose(1, 0, 2)
     return y.reshape(n, c_out, ho, wo)
 
@@ -133,16 +134,15 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
     if _pointwise(kh, kw, stride, padding, dilation):
         gg = g.reshape(n, groups, og, p)
         if need_x:
-            np.matmul(wgt, gg, out=gx.reshape(n, groups, cg, p))
+            _gemm(wgt, gg, gx.reshape(n, groups, cg, p))
         if need_w:
             xg = x.reshape(n, groups, cg, p)
             for i in range(n):
-                gw += np.matmul(gg[i], np.swapaxes(xg[i], -1, -2))
+                _gemm(gg[i], np.swapaxes(xg[i], -1, -2), gw, accumulate=True)
         return gx, (gw.reshape(w.shape) if need_w else None)
     nb = chunk_images(n, c_in * kh * kw, p, dt.itemsize)
     cols_buf = np.empty(c_in * kh * kw * nb * p, dtype=dt)
     gt_buf = np.empty(c_out * nb * p, dtype=dt)
-    part = np.empty((groups, og, kg), dtype=dt) if need_w else None
     geom = _geom(kh, kw, stride, padding, dilation)
     C = _C()
     g3 = g.reshape(n, c_out, p)
@@ -154,10 +154,9 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
         gt = gt.reshape(groups, og, m * p)
         if need_w:                                   # ∂W += G X_colᵀ  (K of the GEMM: m·P)
             C.conv2d_im2col(x[n0:n0 + m], cols, *geom)
-            np.matmul(gt, np.swapaxes(cols.reshape(groups, kg, m * p), 1, 2), out=part)
-            gw += part
+            _gemm(gt, np.swapaxes(cols.reshape(groups, kg, m * p), 1, 2), gw, accumulate=True)
         if need_x:                                   # ∂x = col2im(Wᵀ G)
-            np.matmul(wgt, gt, out=cols.reshape(groups, kg, m * p))
+            _gemm(wgt, gt, cols.reshape(groups, kg, m * p))
             C.conv2d_col2im(cols, gx[n0:n0 + m], *geom)
     return gx, (gw.reshape(w.shape) if need_w else None)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _native
+from .gemm import matmul as _gemm
 from ..reference import logdet as _ref
 from ..reference.logdet import (conv1x1_backward, conv1x1_forward,  # noqa: F401  (BLAS)
                                 invconv_weight_backward)
@@ -62,7 +63,7 @@ def _lu_blocked(A, piv):
         e = k + kb
         if e < n:
             _C.logdet_tri_solve(A[k:e, k:e], A[k:e, e:], True, True)     # U12 = L11⁻¹ A12
-            A[e:, e:] -= A[e:, k:e] @ A[k:e, e:]                           # A22 −= L21 U12
+            _gemm(A[e:, k:e], A[k:e, e:], A[e:, e:], accumulate=True, alpha=-1.0)  # A22 −= L21 U12
     return swaps
 
 
@@ -98,9 +99,9 @@ def _trsm(T, B, lower, unit):
         i1 = min(i0 + nb, n)
         _C.logdet_tri_solve(T[i0:i1, i0:i1], B[i0:i1], lower, unit)
         if lower and i1 < n:
-            B[i1:] -= T[i1:, i0:i1] @ B[i0:i1]
+            _gemm(T[i1:, i0:i1], B[i0:i1], B[i1:], accumulate=True, alpha=-1.0)
         elif not lower and i0 > 0:
-            B[:i0] -= T[:i0, i0:i1] @ B[i0:i1]
+            _gemm(T[:i0, i0:i1], B[i0:i1], B[:i0], accumulate=True, alpha=-1.0)
 
 
 def _solve_one(lu, piv, X, transpose):
@@ -140,7 +141,7 @@ def _lower_inverse(lu):
         i1 = min(i0 + nb, n)
         _C.logdet_tri_solve(lu[i0:i1, i0:i1], X[i0:i1, :i1], True, True)
         if i1 < n:
-            X[i1:, :i1] -= lu[i1:, i0:i1] @ X[i0:i1, :i1]
+            _gemm(lu[i1:, i0:i1], X[i0:i1, :i1], X[i1:, :i1], accumulate=True, alpha=-1.0)
     return X
 
 

@@ -1,0 +1,494 @@
+// GEMM, C = A·B (or C += A·B), float32 and float64: the matrix product under the native conv2d
+// and attention kernels. numpy's matmul calls the BLAS it was built with; on the machines we
+// benchmark on that BLAS may be pinned to older kernels (OPENBLAS_CORETYPE), and for the small
+// products of a convolution chunk or an attention head its per-call cost shows. This file is
+// the classic blocked GEMM (Goto and van de Geijn, "Anatomy of high-performance matrix
+// multiplication", 2008; the loop structure BLIS documents):
+//
+//   for jc (NC columns of B and C)            B block  KC×NC  packed, stays in L3
+//     for pc (KC of the shared dimension)
+//       pack B[pc, jc] into NR-wide micro-panels  (k-major: NR consecutive values per k)
+//       for ic (MC rows of A and C)             A block  MC×KC  packed, stays in L2
+//         pack A[ic, pc] into MR-tall micro-panels (k-major: MR consecutive values per k)
+//         for jr, ir: micro-kernel              an MR×NR tile of C in registers,
+//                                               KC rank-1 updates: C_tile += a_k b_kᵀ
+//
+// Packing makes every operand read of the micro-kernel contiguous whatever the strides of A
+// and B (a transposed view costs nothing extra), and pads the ragged edges with zeros so the
+// micro-kernel has one shape. The micro-kernel is written once with GCC vector types and
+// compiled per instruction set, with the tile shape that fits its register file:
+//   AVX-512 (32 × 512-bit registers): MR = 8,  NR = 2 vectors (32 floats / 16 doubles):
+//                                     16 accumulators + 2 B vectors + 1 broadcast
+//   AVX2 + FMA (16 × 256-bit):        MR = 6,  NR = 2 vectors (16 floats / 8 doubles): 12 + 3
+//   SSE2 (16 × 128-bit):              MR = 4,  NR = 2 vectors (8 floats / 4 doubles):   8 + 3
+// chosen at load time (__builtin_cpu_supports). FMA contraction is on in this file (the
+// micro-kernel's c += a·b is one fused multiply-add): results differ from numpy's BLAS by
+// rounding, as two BLAS builds do.
+//
+// Threads: C is split into column ranges (or row ranges when it has few columns), one per
+// thread, each a full serial GEMM with its own packing buffers; a batch of small products is
+// split by batch entry instead.
+#pragma GCC optimize("fp-contract=fast")
+
+#include "common.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace minigen {
+
+namespace {
+
+constexpr std::ptrdiff_t KC = 256;    // shared-dimension block: an MR×KC A micro-panel and a
+                                      // KC×NR B micro-panel are 8 + 32 KiB in float32
+constexpr std::ptrdiff_t MC = 96;     // rows of A per packed block (a multiple of 8, 6 and 4)
+constexpr std::ptrdiff_t NC = 4096;   // columns of B per packed block
+
+// A strided 2-D operand: element (i, j) at p[i * rs + j * cs].
+template <typename T>
+struct View {
+    const T* p;
+    std::ptrdiff_t rs, cs;
+};
+
+template <typename T, int VB> struct VecT;
+template <> struct VecT<float, 16> { typedef float type __attribute__((vector_size(16))); };
+template <> struct VecT<float, 32> { typedef float type __attribute__((vector_size(32))); };
+template <> struct VecT<float, 64> { typedef float type __attribute__((vector_size(64))); };
+template <> struct VecT<double, 16> { typedef double type __attribute__((vector_size(16))); };
+template <> struct VecT<double, 32> { typedef double type __attribute__((vector_size(32))); };
+template <> struct VecT<double, 64> { typedef double type __attribute__((vector_size(64))); };
+
+// ---- packing ------------------------------------------------------------------------------
+
+// A[i0 : i0+mc, k0 : k0+kc] → ceil(mc/MR) micro-panels, each kc × MR (k-major), zero-padded.
+template <typename T, int MR>
+inline __attribute__((always_inline)) void pack_a(const View<T>& a, std::ptrdiff_t i0,
+                                                  std::ptrdiff_t mc, std::ptrdiff_t k0,
+                                                  std::ptrdiff_t kc, T* __restrict dst) {
+    for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
+        const std::ptrdiff_t mr = std::min<std::ptrdiff_t>(MR, mc - ir);
+        T* __restrict d = dst + ir * kc;
+        for (std::ptrdiff_t r = 0; r < MR; ++r) {
+            if (r < mr) {
+                const T* src = a.p + (i0 + ir + r) * a.rs + k0 * a.cs;
+                for (std::ptrdiff_t k = 0; k < kc; ++k) {
+                    d[k * MR + r] = src[k * a.cs];
+                }
+            } else {
+                for (std::ptrdiff_t k = 0; k < kc; ++k) {
+                    d[k * MR + r] = T(0);
+                }
+            }
+        }
+    }
+}
+
+// B[k0 : k0+kc, j0 : j0+nc] → ceil(nc/NR) micro-panels, each kc × NR (k-major), zero-padded.
+template <typename T, int NR>
+inline __attribute__((always_inline)) void pack_b(const View<T>& b, std::ptrdiff_t k0,
+                                                  std::ptrdiff_t kc, std::ptrdiff_t j0,
+                                                  std::ptrdiff_t nc, T* __restrict dst) {
+    for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
+        const std::ptrdiff_t nr = std::min<std::ptrdiff_t>(NR, nc - jr);
+        T* __restrict d = dst + jr * kc;
+        if (b.cs == 1 && nr == NR) {  // rows of B contiguous: NR values at a time
+            for (std::ptrdiff_t k = 0; k < kc; ++k) {
+                std::memcpy(d + k * NR, b.p + (k0 + k) * b.rs + j0 + jr, NR * sizeof(T));
+            }
+            continue;
+        }
+        for (std::ptrdiff_t c = 0; c < NR; ++c) {
+            if (c < nr) {
+                const T* src = b.p + k0 * b.rs + (j0 + jr + c) * b.cs;
+                for (std::ptrdiff_t k = 0; k < kc; ++k) {
+                    d[k * NR + c] = src[k * b.rs];
+                }
+            } else {
+                for (std::ptrdiff_t k = 0; k < kc; ++k) {
+                    d[k * NR + c] = T(0);
+                }
+            }
+        }
+    }
+}
+
+// ---- micro-kernel -------------------------------------------------------------------------
+
+// C[0:mr, 0:nr] (row stride ldc) = or += α Σ_k a_k b_kᵀ over the packed micro-panels a (kc×MR)
+// and b (kc×NR). The MR×NR accumulators live in 2·MR vector registers.
+template <typename T, int MR, int VB>
+inline __attribute__((always_inline)) void micro_kernel(std::ptrdiff_t kc,
+                                                        const T* __restrict a,
+                                                        const T* __restrict b, T* c,
+                                                        std::ptrdiff_t ldc, bool accumulate,
+                                                        T alpha, std::ptrdiff_t mr,
+                                                        std::ptrdiff_t nr) {
+    using V = typename VecT<T, VB>::type;
+    constexpr int W = VB / sizeof(T);
+    constexpr int NR = 2 * W;
+    V c0[MR], c1[MR];
+    for (int r = 0; r < MR; ++r) {
+        c0[r] = V{};
+        c1[r] = V{};
+    }
+    for (std::ptrdiff_t k = 0; k < kc; ++k) {
+        V b0, b1;
+        std::memcpy(&b0, b + k * NR, sizeof(V));
+        std::memcpy(&b1, b + k * NR + W, sizeof(V));
+        const T* ak = a + k * MR;
+        for (int r = 0; r < MR; ++r) {
+            c0[r] += ak[r] * b0;
+            c1[r] += ak[r] * b1;
+        }
+    }
+    if (alpha != T(1)) {
+        for (int r = 0; r < MR; ++r) {
+            c0[r] *= alpha;
+            c1[r] *= alpha;
+        }
+    }
+    if (mr == MR && nr == NR) {
+        for (int r = 0; r < MR; ++r) {
+            T* cr = c + r * ldc;
+            if (accumulate) {
+                V o0, o1;
+                std::memcpy(&o0, cr, sizeof(V));
+                std::memcpy(&o1, cr + W, sizeof(V));
+                c0[r] += o0;
+                c1[r] += o1;
+            }
+            std::memcpy(cr, &c0[r], sizeof(V));
+            std::memcpy(cr + W, &c1[r], sizeof(V));
+        }
+        return;
+    }
+    alignas(64) T tile[MR][NR];  // a ragged edge tile: through a buffer
+    for (int r = 0; r < MR; ++r) {
+        std::memcpy(&tile[r][0], &c0[r], sizeof(V));
+        std::memcpy(&tile[r][W], &c1[r], sizeof(V));
+    }
+    for (std::ptrdiff_t r = 0; r < mr; ++r) {
+        T* cr = c + r * ldc;
+        for (std::ptrdiff_t j = 0; j < nr; ++j) {
+            cr[j] = accumulate ? cr[j] + tile[r][j] : tile[r][j];
+        }
+    }
+}
+
+// ---- one serial GEMM ----------------------------------------------------------------------
+
+// C[M×N] (row stride ldc, contiguous rows) = or += α A[M×K] B[K×N]. abuf: MC·KC, bbuf: KC·NC
+// (rounded up to whole micro-panels) elements of scratch.
+template <typename T, int MR, int VB>
+inline __attribute__((always_inline)) void gemm_serial(std::ptrdiff_t M, std::ptrdiff_t N,
+                                                       std::ptrdiff_t K, View<T> a, View<T> b,
+                                                       T* c, std::ptrdiff_t ldc,
+                                                       bool accumulate, T alpha, T* abuf,
+                                                       T* bbuf) {
+    constexpr std::ptrdiff_t NR = 2 * VB / sizeof(T);
+    if (K == 0) {
+        if (!accumulate) {
+            for (std::ptrdiff_t i = 0; i < M; ++i) {
+                std::fill(c + i * ldc, c + i * ldc + N, T(0));
+            }
+        }
+        return;
+    }
+    for (std::ptrdiff_t jc = 0; jc < N; jc += NC) {
+        const std::ptrdiff_t nc = std::min(NC, N - jc);
+        for (std::ptrdiff_t pc = 0; pc < K; pc += KC) {
+            const std::ptrdiff_t kc = std::min(KC, K - pc);
+            const bool acc = accumulate || pc > 0;
+            pack_b<T, NR>(b, pc, kc, jc, nc, bbuf);
+            for (std::ptrdiff_t ic = 0; ic < M; ic += MC) {
+                const std::ptrdiff_t mc = std::min(MC, M - ic);
+                pack_a<T, MR>(a, ic, mc, pc, kc, abuf);
+                for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
+                    const std::ptrdiff_t nr = std::min(NR, nc - jr);
+                    for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
+                        const std::ptrdiff_t mr = std::min<std::ptrdiff_t>(MR, mc - ir);
+                        micro_kernel<T, MR, VB>(kc, abuf + ir * kc, bbuf + jr * kc,
+                                                c + (ic + ir) * ldc + jc + jr, ldc, acc, alpha,
+                                                mr, nr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// One instantiation per instruction set; the template above is inlined into each, so its
+// vector types compile to that set's registers.
+template <typename T>
+using GemmFn = void (*)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, View<T>, View<T>, T*,
+                        std::ptrdiff_t, bool, T, T*, T*);
+
+#define MINIGEN_GEMM_VARIANT(NAME, TARGET, T, MR, VB)                                         \
+    __attribute__((target(TARGET))) void NAME(std::ptrdiff_t M, std::ptrdiff_t N,              \
+                                              std::ptrdiff_t K, View<T> a, View<T> b, T* c,    \
+                                              std::ptrdiff_t ldc, bool accumulate, T alpha,    \
+                                              T* abuf, T* bbuf) {                              \
+        gemm_serial<T, MR, VB>(M, N, K, a, b, c, ldc, accumulate, alpha, abuf, bbuf);         \
+    }
+
+#if defined(__GNUC__) && defined(__x86_64__)
+MINIGEN_GEMM_VARIANT(gemm_avx512_f32, "avx512f", float, 8, 64)
+MINIGEN_GEMM_VARIANT(gemm_avx512_f64, "avx512f", double, 8, 64)
+MINIGEN_GEMM_VARIANT(gemm_avx2_f32, "avx2,fma", float, 6, 32)
+MINIGEN_GEMM_VARIANT(gemm_avx2_f64, "avx2,fma", double, 6, 32)
+#define MINIGEN_GEMM_X86 1
+#endif
+
+template <typename T>
+void gemm_portable(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, View<T> b,
+                   T* c, std::ptrdiff_t ldc, bool accumulate, T alpha, T* abuf, T* bbuf) {
+    gemm_serial<T, 4, 16>(M, N, K, a, b, c, ldc, accumulate, alpha, abuf, bbuf);
+}
+
+struct Isa {
+    const char* name;
+    int mr, vb;
+};
+
+Isa detect_isa() {
+#ifdef MINIGEN_GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        return {"avx512f", 8, 64};
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        return {"avx2+fma", 6, 32};
+    }
+#endif
+    return {"portable", 4, 16};
+}
+
+const Isa& isa() {
+    static const Isa chosen = detect_isa();
+    return chosen;
+}
+
+template <typename T>
+GemmFn<T> pick() {
+#ifdef MINIGEN_GEMM_X86
+    if (isa().vb == 64) {
+        if constexpr (std::is_same_v<T, float>) {
+            return gemm_avx512_f32;
+        } else {
+            return gemm_avx512_f64;
+        }
+    }
+    if (isa().vb == 32) {
+        if constexpr (std::is_same_v<T, float>) {
+            return gemm_avx2_f32;
+        } else {
+            return gemm_avx2_f64;
+        }
+    }
+#endif
+    return gemm_portable<T>;
+}
+
+// Scratch per thread, grown on demand (never shrunk: the sizes are bounded by MC·KC + KC·NC).
+template <typename T>
+T* scratch(std::size_t n) {
+    thread_local std::vector<T> buf;
+    if (buf.size() < n) {
+        buf.resize(n);
+    }
+    return buf.data();
+}
+
+template <typename T>
+std::size_t scratch_size() {
+    const std::ptrdiff_t nr = 2 * isa().vb / static_cast<std::ptrdiff_t>(sizeof(T));
+    const std::ptrdiff_t mr = isa().mr;
+    const std::ptrdiff_t mc = (MC + mr - 1) / mr * mr, nc = (NC + nr - 1) / nr * nr;
+    return static_cast<std::size_t>(KC * (mc + nc));
+}
+
+// Below this many multiply-adds a product runs on the calling thread (a team's wake-up and
+// the other core's cold caches cost more than the split saves).
+constexpr std::ptrdiff_t kGemmParallelMin = std::ptrdiff_t(1) << 21;
+
+// One product, split over threads by columns of C (rows when C is narrow).
+template <typename T>
+void gemm_one(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, View<T> b, T* c,
+              std::ptrdiff_t ldc, bool accumulate, T alpha, int threads) {
+    const GemmFn<T> fn = pick<T>();
+    const std::ptrdiff_t nr = 2 * isa().vb / static_cast<std::ptrdiff_t>(sizeof(T));
+    const std::ptrdiff_t mr = isa().mr;
+    const std::size_t need = scratch_size<T>();
+    const bool by_cols = N >= 4 * nr * threads || N >= M;
+    const std::ptrdiff_t unit = by_cols ? nr : mr, extent = by_cols ? N : M;
+    const std::ptrdiff_t units = (extent + unit - 1) / unit;
+    if (threads <= 1 || M * N * K < kGemmParallelMin || units < 2) {
+        T* buf = scratch<T>(need);
+        fn(M, N, K, a, b, c, ldc, accumulate, alpha, buf, buf + KC * ((MC + mr - 1) / mr * mr));
+        return;
+    }
+    const int team = static_cast<int>(std::min<std::ptrdiff_t>(threads, units));
+#ifdef _OPENMP
+#pragma omp parallel num_threads(team)
+#endif
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        const std::ptrdiff_t u0 = units * t / team, u1 = units * (t + 1) / team;
+        const std::ptrdiff_t s0 = u0 * unit, s1 = std::min(extent, u1 * unit);
+        if (s1 > s0) {
+            T* buf = scratch<T>(need);
+            T* bbuf = buf + KC * ((MC + mr - 1) / mr * mr);
+            if (by_cols) {
+                View<T> bs{b.p + s0 * b.cs, b.rs, b.cs};
+                fn(M, s1 - s0, K, a, bs, c + s0, ldc, accumulate, alpha, buf, bbuf);
+            } else {
+                View<T> as{a.p + s0 * a.rs, a.rs, a.cs};
+                fn(s1 - s0, N, K, as, b, c + s0 * ldc, ldc, accumulate, alpha, buf, bbuf);
+            }
+        }
+    }
+}
+
+// ---- bindings -----------------------------------------------------------------------------
+
+// c[..., M, N] = (or +=) α a[..., M, K] @ b[..., K, N]. All three have the same number of
+// dimensions (≥ 2); c's leading dimensions are the batch, a's and b's each equal c's or 1
+// (broadcast). a and b may have any strides (multiples of the item size, not negative); c's
+// rows must be contiguous. c must not share memory with a or b: minigen/native/gemm.py checks
+// that exactly (np.shares_memory: views of one matrix side by side are fine).
+void gemm_py(py::object a_obj, py::object b_obj, py::object c_obj, bool accumulate,
+             double alpha) {
+    const char* fn = "gemm";
+    py::array a = as_ndarray(a_obj, fn, "a"), b = as_ndarray(b_obj, fn, "b"),
+              c = as_ndarray(c_obj, fn, "c");
+    const DType dt = float_dtype(c, fn, "c");
+    if (dtype_str(a) != dtype_str(c) || dtype_str(b) != dtype_str(c)) {
+        throw py::value_error(std::string(fn) + ": a, b and c must share a dtype, got " +
+                              dtype_str(a) + ", " + dtype_str(b) + ", " + dtype_str(c));
+    }
+    const py::ssize_t d = c.ndim();
+    if (d < 2 || a.ndim() != d || b.ndim() != d) {
+        throw py::value_error(std::string(fn) + ": a, b, c must have the same number (≥ 2) of "
+                              "dimensions, got shapes " + shape_str(a) + ", " + shape_str(b) +
+                              ", " + shape_str(c));
+    }
+    const std::ptrdiff_t M = c.shape(d - 2), N = c.shape(d - 1), K = a.shape(d - 1);
+    if (a.shape(d - 2) != M || b.shape(d - 2) != K || b.shape(d - 1) != N) {
+        throw py::value_error(std::string(fn) + ": shapes " + shape_str(a) + " @ " +
+                              shape_str(b) + " do not give " + shape_str(c));
+    }
+    const auto item = static_cast<py::ssize_t>(c.itemsize());
+    if (c.size() == 0) {
+        return;  // nothing to compute (and an empty array's strides mean nothing)
+    }
+    std::vector<std::ptrdiff_t> batch, sa, sb, sc;
+    for (py::ssize_t i = 0; i < d - 2; ++i) {
+        const py::ssize_t n = c.shape(i);
+        for (const py::array* x : {&a, &b}) {
+            if (x->shape(i) != n && x->shape(i) != 1) {
+                throw py::value_error(std::string(fn) + ": batch dimensions of " +
+                                      shape_str(a) + " and " + shape_str(b) +
+                                      " do not broadcast to " + shape_str(c));
+            }
+        }
+        batch.push_back(n);
+        sa.push_back(a.shape(i) == 1 ? 0 : a.strides(i) / item);
+        sb.push_back(b.shape(i) == 1 ? 0 : b.strides(i) / item);
+        sc.push_back(c.strides(i) / item);
+    }
+    for (const auto* x : {&a, &b, &c}) {
+        for (py::ssize_t i = 0; i < d; ++i) {
+            if (x->strides(i) % item != 0 || x->strides(i) < 0) {
+                throw py::value_error(std::string(fn) + ": strides must be non-negative "
+                                      "multiples of the item size");
+            }
+        }
+    }
+    require_writeable(c, fn, "c");
+    if (N > 1 && c.strides(d - 1) != item) {
+        throw py::value_error(std::string(fn) + ": c's rows must be contiguous, got strides of " +
+                              shape_str(c));
+    }
+    std::ptrdiff_t count = 1;
+    for (auto n : batch) {
+        count *= n;
+    }
+    auto run = [&](auto* c_ptr) {
+        using T = std::remove_pointer_t<decltype(c_ptr)>;
+        const T* ap = static_cast<const T*>(a.data());
+        const T* bp = static_cast<const T*>(b.data());
+        const std::ptrdiff_t ars = a.strides(d - 2) / item, acs = a.strides(d - 1) / item;
+        const std::ptrdiff_t brs = b.strides(d - 2) / item, bcs = b.strides(d - 1) / item;
+        const std::ptrdiff_t ldc = c.strides(d - 2) / item;
+        // Offsets of batch entry e (row-major over the batch dimensions).
+        auto offsets = [&](std::ptrdiff_t e, std::ptrdiff_t& oa, std::ptrdiff_t& ob,
+                           std::ptrdiff_t& oc) {
+            oa = ob = oc = 0;
+            for (std::ptrdiff_t i = static_cast<std::ptrdiff_t>(batch.size()) - 1; i >= 0; --i) {
+                const std::ptrdiff_t idx = e % batch[i];
+                e /= batch[i];
+                oa += idx * sa[i];
+                ob += idx * sb[i];
+                oc += idx * sc[i];
+            }
+        };
+        const int threads = num_threads();
+        py::gil_scoped_release release;
+        const bool by_batch = count >= threads && threads > 1 && count * M * N * K >=
+                              kGemmParallelMin && M * N * K < (std::ptrdiff_t(1) << 24);
+        if (by_batch) {
+            const GemmFn<T> f = pick<T>();
+            const std::size_t need = scratch_size<T>();
+            const std::ptrdiff_t mr = isa().mr;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+            for (std::ptrdiff_t e = 0; e < count; ++e) {
+                std::ptrdiff_t oa, ob, oc;
+                offsets(e, oa, ob, oc);
+                T* buf = scratch<T>(need);
+                f(M, N, K, View<T>{ap + oa, ars, acs}, View<T>{bp + ob, brs, bcs}, c_ptr + oc,
+                  ldc, accumulate, static_cast<T>(alpha), buf, buf + KC * ((MC + mr - 1) / mr * mr));
+            }
+            return;
+        }
+        for (std::ptrdiff_t e = 0; e < count; ++e) {
+            std::ptrdiff_t oa, ob, oc;
+            offsets(e, oa, ob, oc);
+            gemm_one<T>(M, N, K, View<T>{ap + oa, ars, acs}, View<T>{bp + ob, brs, bcs},
+                        c_ptr + oc, ldc, accumulate, static_cast<T>(alpha), threads);
+        }
+    };
+    if (dt == DType::Float32) {
+        run(static_cast<float*>(c.mutable_data()));
+    } else {
+        run(static_cast<double*>(c.mutable_data()));
+    }
+}
+
+}  // namespace
+
+void register_gemm(py::module_& m) {
+    m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"),
+          py::arg("accumulate") = false, py::arg("alpha") = 1.0,
+          "c[..., M, N] = alpha a[..., M, K] @ b[..., K, N] (or += with accumulate): float32/float64, "
+          "a and b any strides, batch dimensions broadcast (size 1), c rows contiguous.");
+    m.def("gemm_isa", []() { return std::string(isa().name); },
+          "The instruction set the GEMM micro-kernel runs with on this CPU.");
+    kernel_names().push_back("gemm");
+}
+
+}  // namespace minigen
