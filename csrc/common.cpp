@@ -86,7 +86,7 @@ void require_writeable(const py::array& a, const char* fn, const char* name) {
 // the same descriptor object (the usual case: numpy shares one per builtin type), or
 // descriptors numpy calls equivalent (same type and byte order, as the names would say;
 // '>f4' and '<f4' differ, unlike their type numbers).
-static bool same_dtype(const py::array& a, const py::array& b) {
+bool same_dtype(const py::array& a, const py::array& b) {
     PyObject* da = py::detail::array_proxy(a.ptr())->descr;
     PyObject* db = py::detail::array_proxy(b.ptr())->descr;
     return da == db || py::detail::npy_api::get().PyArray_EquivTypes_(da, db);

@@ -96,6 +96,9 @@ void require_like(const py::array& a, const char* name, const py::array& ref,
 void require_disjoint(std::initializer_list<std::pair<const py::array*, const char*>> arrays,
                       const char* fn);
 
+// a and b have equivalent dtypes (no string formatting: cheap enough for per-call checks).
+bool same_dtype(const py::array& a, const py::array& b);
+
 std::string shape_str(const py::array& a);
 std::string dtype_str(const py::array& a);
 

@@ -77,6 +77,12 @@ inline __attribute__((always_inline)) void pack_a(const View<T>& a, std::ptrdiff
     for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
         const std::ptrdiff_t mr = std::min<std::ptrdiff_t>(MR, mc - ir);
         T* __restrict d = dst + ir * kc;
+        if (a.rs == 1 && mr == MR) {  // columns of A contiguous (a transposed view): MR at a time
+            for (std::ptrdiff_t k = 0; k < kc; ++k) {
+                std::memcpy(d + k * MR, a.p + (i0 + ir) + (k0 + k) * a.cs, MR * sizeof(T));
+            }
+            continue;
+        }
         for (std::ptrdiff_t r = 0; r < MR; ++r) {
             if (r < mr) {
                 const T* src = a.p + (i0 + ir + r) * a.rs + k0 * a.cs;
@@ -375,7 +381,7 @@ void gemm_py(py::object a_obj, py::object b_obj, py::object c_obj, bool accumula
     py::array a = as_ndarray(a_obj, fn, "a"), b = as_ndarray(b_obj, fn, "b"),
               c = as_ndarray(c_obj, fn, "c");
     const DType dt = float_dtype(c, fn, "c");
-    if (dtype_str(a) != dtype_str(c) || dtype_str(b) != dtype_str(c)) {
+    if (!same_dtype(a, c) || !same_dtype(b, c)) {
         throw py::value_error(std::string(fn) + ": a, b and c must share a dtype, got " +
                               dtype_str(a) + ", " + dtype_str(b) + ", " + dtype_str(c));
     }
@@ -448,7 +454,7 @@ void gemm_py(py::object a_obj, py::object b_obj, py::object c_obj, bool accumula
         const int threads = num_threads();
         py::gil_scoped_release release;
         const bool by_batch = count >= threads && threads > 1 && count * M * N * K >=
-                              kGemmParallelMin && M * N * K < (std::ptrdiff_t(1) << 24);
+                              kGemmParallelMin && M * N * K <= (std::ptrdiff_t(1) << 24);
         if (by_batch) {
             const GemmFn<T> f = pick<T>();
             const std::size_t need = scratch_size<T>();

@@ -16,11 +16,10 @@ Causal attention skips the key blocks above the diagonal: the queries are cut in
 ``CAUSAL_BLOCKS`` row blocks, and row block r multiplies only by the keys it can see
 (j < end of block r), which saves ≈ (n − 1)/(2n) of the GEMM work.
 
-Threads: the GEMMs use BLAS's threads; the C++ passes run on the calling thread
-(``parallel=False``). Measured on the 2-core machine: an OpenMP team between two threaded
-BLAS calls fights OpenBLAS's spinning workers for the cores (K3 forward went from ~2 ms to
-tens or hundreds of ms when the machine had other load), while the single-threaded pass costs
-a small share of the time (it is O(L·S), the GEMMs O(L·S·E)).
+Threads: one OpenMP pool for everything. A chunk holds at least one head per thread; its GEMMs
+split by head (each thread a serial GEMM), the C++ passes by row. (With numpy's OpenBLAS for
+the products, an OpenMP team between two BLAS calls fought OpenBLAS's spinning workers for the
+cores, so the passes ran on one thread: K3 forward went from ~2 ms to tens of ms otherwise.)
 
 Half-precision inputs run in float32. Dropout is not here (the op layer runs the reference's
 math path for dropout_p > 0).
@@ -40,7 +39,11 @@ CAUSAL_BLOCKS = 4          # query row blocks for causal attention (when L ≥ 4
 
 
 def _chunk(B, L, S, itemsize):
-    return max(1, min(B, CHUNK_BYTES // max(1, L * S * itemsize)))
+    """Heads per chunk: CHUNK_BYTES of scores per thread, and at least one head per thread, so
+    that every GEMM of the chunk splits by head (one serial GEMM per thread, no team per
+    product)."""
+    per_thread = max(1, CHUNK_BYTES // max(1, L * S * itemsize))
+    return max(1, min(B, per_thread * _native.module().num_threads()))
 
 
 def _row_blocks(L, S, is_causal):
@@ -75,7 +78,7 @@ def attention_forward(q, k, v, mask, is_causal, scale):
             s = buf[:(b1 - b0) * (i1 - i0) * j1].reshape(b1 - b0, i1 - i0, j1)
             _gemm(q[b0:b1, i0:i1], kt[b0:b1, :, :j1], s)                    # S = Q Kᵀ
             m = None if mask is None else mask[b0:b1, i0:i1, :j1]
-            C.attention_softmax_forward(s, m, lse[b0:b1, i0:i1], is_causal, i0, scale, False)
+            C.attention_softmax_forward(s, m, lse[b0:b1, i0:i1], is_causal, i0, scale, True)
             _gemm(s, v[b0:b1, :j1], o[b0:b1, i0:i1])                        # O = P V
     return o, lse
 
@@ -110,10 +113,10 @@ def attention_backward(do, q, k, v, o, lse, mask, is_causal, scale, need_dmask=F
             d = buf_d[:n].reshape(b1 - b0, i1 - i0, j1)
             _gemm(q[b0:b1, i0:i1], kt[b0:b1, :, :j1], p)                    # S = Q Kᵀ
             m = None if mask is None else mask[b0:b1, i0:i1, :j1]
-            C.attention_softmax_recompute(p, m, lse[b0:b1, i0:i1], is_causal, i0, scale, False)
+            C.attention_softmax_recompute(p, m, lse[b0:b1, i0:i1], is_causal, i0, scale, True)
             pt = p.transpose(0, 2, 1)
             _gemm(do[b0:b1, i0:i1], vt[b0:b1, :, :j1], d)                   # dP = dO Vᵀ
-            C.attention_softmax_backward(p, d, delta[b0:b1, i0:i1], alpha, False)  # α P⊙(dP−δ)
+            C.attention_softmax_backward(p, d, delta[b0:b1, i0:i1], alpha, True)  # α P⊙(dP−δ)
             _gemm(d, k[b0:b1, :j1], dq[b0:b1, i0:i1])                       # dQ = dS' K
             dt = d.transpose(0, 2, 1)
             if single:

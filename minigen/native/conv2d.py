@@ -88,7 +88,7 @@ def _forward(x, w, stride, padding, dilation, groups):
     for n0 in range(0, n, nb):
         m = min(nb, n - n0)
         cols = cols_buf[:c_in * kh * kw * m * p].reshape(c_in * kh * kw, m * p)   # wide
-        im2col(x[n0:n0 + m], cols, *geom)
+        im2col(x[n0:n0 + m], cols, *geom, True)
         out = out_buf[:c_out * m * p].reshape(groups, og, m * p)
         _gemm(wg, cols.reshape(groups, kg, m * p), out)   # one GEMM per group
         y[n0:n0 + m] = out.reshape(c_out, m, p).transpose(1, 0, 2)
@@ -153,11 +153,11 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
         np.copyto(gt, g3[n0:n0 + m].transpose(1, 0, 2))          # G as (C_out, m·P)
         gt = gt.reshape(groups, og, m * p)
         if need_w:                                   # ∂W += G X_colᵀ  (K of the GEMM: m·P)
-            C.conv2d_im2col(x[n0:n0 + m], cols, *geom)
+            C.conv2d_im2col(x[n0:n0 + m], cols, *geom, True)
             _gemm(gt, np.swapaxes(cols.reshape(groups, kg, m * p), 1, 2), gw, accumulate=True)
         if need_x:                                   # ∂x = col2im(Wᵀ G)
             _gemm(wgt, gt, cols.reshape(groups, kg, m * p))
-            C.conv2d_col2im(cols, gx[n0:n0 + m], *geom)
+            C.conv2d_col2im(cols, gx[n0:n0 + m], *geom, True)
     return gx, (gw.reshape(w.shape) if need_w else None)
 
 
