@@ -225,6 +225,18 @@ def test_cli_train_sample_eval(tmp_path, monkeypatch, capsys):
     assert seen["run"].model.num_classes == 10
     with open(os.path.join(out, "metrics.json")) as f:
         assert json.load(f)["eval"] == {"fcd": 1.5, "step": 6}
+    # --out: another results file, its own section of metrics.json, the first one kept
+    assert main(["eval", out, "--sampler", "ddpm", "--out", "eval-ddpm.json",
+                 "--no-progress"]) == 0
+    assert seen["sampler"] == "ddpm"
+    with open(os.path.join(out, "eval-ddpm.json")) as f:
+        assert json.load(f) == {"fcd": 1.5, "step": 6}
+    with open(os.path.join(out, "metrics.json")) as f:
+        m = json.load(f)
+    assert m["eval-ddpm"] == {"fcd": 1.5, "step": 6} and m["eval"] == {"fcd": 1.5, "step": 6}
+    seen.clear()
+    assert main(["eval", out, "--out", "../elsewhere.json", "--no-progress"]) == 2
+    assert "give a file name ending in .json" in capsys.readouterr().err and not seen
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -102,6 +102,26 @@ def test_matmul_threads_large(threads, shape):
         C.set_num_threads(old)
 
 
+def test_matmul_negative_strides_and_engine_matmul():
+    """Reversed views are copied, not rejected; the engine's matmul (which routes float
+    products here) takes them and non-native byte orders, forward and backward."""
+    import minigen as mg
+    matmul = _matmul()
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((7, 5)).astype(np.float32)
+    b = rng.standard_normal((5, 9)).astype(np.float32)
+    np.testing.assert_allclose(matmul(a[::-1], b[:, ::-1]), a[::-1] @ b[:, ::-1], rtol=1e-5,
+                               atol=1e-5)
+    for x, y in ((a[::-1], b), (a.astype(">f4"), b.astype(">f4"))):
+        tx, ty = mg.tensor(x, requires_grad=True), mg.tensor(y, requires_grad=True)
+        out = tx @ ty
+        np.testing.assert_allclose(out.detach().numpy(), x.astype(np.float64) @ y, rtol=1e-5,
+                                   atol=1e-5)
+        out.sum().backward()
+        np.testing.assert_allclose(tx.grad.numpy(), np.ones((7, 9)) @ y.astype(np.float64).T,
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_matmul_zero_k_and_empty():
     matmul = _matmul()
     a = np.ones((3, 0), np.float32)

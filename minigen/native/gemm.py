@@ -28,6 +28,14 @@ def isa() -> str:
     return _C.gemm_isa()
 
 
+def _positive_strides(x):
+    """x itself when the GEMM can read it in place (non-negative strides that are multiples of
+    the item size), else a C-contiguous copy (a reversed view, an unaligned record field)."""
+    if all(s >= 0 and s % x.itemsize == 0 for s in x.strides):
+        return x
+    return np.ascontiguousarray(x)
+
+
 def matmul(a, b, out=None, *, accumulate: bool = False, alpha: float = 1.0):
     """``out = alpha · a @ b`` (``out += alpha · a @ b`` with ``accumulate``); a (..., M, K),
     b (..., K, N), float32 or float64, the same dtype. Returns ``out``."""
@@ -49,6 +57,7 @@ def matmul(a, b, out=None, *, accumulate: bool = False, alpha: float = 1.0):
     for name, x in (("a", a), ("b", b)):
         if np.may_share_memory(x, out) and np.shares_memory(x, out):
             raise ValueError(f"matmul: {name} and out share memory; pass a separate output")
+    a, b = _positive_strides(a), _positive_strides(b)
     d = len(shape)
     a = a.reshape((1,) * (d - a.ndim) + a.shape)      # views: leading 1s
     b = b.reshape((1,) * (d - b.ndim) + b.shape)

@@ -45,7 +45,7 @@ def _mm(a, b):
     """a @ b for arrays of at least 2 dimensions: the native GEMM for numpy float32/float64
     operands of one dtype, else the backend's matmul."""
     if type(a) is np.ndarray and type(b) is np.ndarray and a.dtype == b.dtype and \
-            a.dtype.name in _FLOATS and a.ndim >= 2 and b.ndim >= 2:
+            a.dtype.name in _FLOATS and a.dtype.isnative and a.ndim >= 2 and b.ndim >= 2:
         fn = _gemm()
         if fn:
             return fn(a, b)
