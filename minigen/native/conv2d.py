@@ -1,4 +1,5 @@
-"""conv2d family, native CPU version: C++ im2col/col2im (csrc/conv2d.cpp) + numpy's BLAS.
+"""conv2d family, native CPU version: C++ im2col/col2im (csrc/conv2d.cpp) + minigen's GEMM
+(csrc/gemm.cpp through ``native/gemm.py``).
 
 The math and the family interface: ``minigen/reference/conv2d.py``. Each product is a GEMM on
 the column matrix X_col, built for a chunk of m images in the "wide" layout
@@ -14,19 +15,24 @@ The chunk (``CHUNK_BYTES`` of columns, one image for K1) keeps X_col in cache be
 by im2col and its read by the GEMM; the buffers are allocated once per call. A 1×1 kernel with
 stride 1 and no padding needs no im2col: X_col is the image itself.
 
-Where the time goes (K1 forward + backward, float32, 1 thread, 2-core EPYC, numpy's OpenBLAS
-pinned to its Haswell/AVX2 kernels by OPENBLAS_CORETYPE in that environment): the three GEMMs
-≈ 69 ms at ~105 GFLOP/s (≈ 90 % of that BLAS's single-thread sgemm rate), the three im2col
-≈ 8.5 ms, copies and the bias reduction ≈ 2 ms. PyTorch's oneDNN uses AVX-512 on the same
-chip, ~1.8× that sgemm ceiling; see benchmarks/bench_conv2d.py.
+Where the time goes (K1, float32, 2 threads, 2-core AVX-512 EPYC, nothing else running):
+forward ≈ 9–10 ms, backward ≈ 20–22 ms, almost all of it in the GEMMs (≈ 250 GFLOP/s on these
+shapes), the im2col passes ≈ 3 ms per forward + backward. Until this session the products went
+through numpy's OpenBLAS, which that machine's environment pins to its Haswell/AVX2 kernels
+(OPENBLAS_CORETYPE): ~105 GFLOP/s per core, K1 forward + backward ≈ 48 ms; and OpenBLAS's
+spinning worker threads made im2col/col2im run single-threaded between the GEMMs. With one
+OpenMP pool for both, im2col/col2im run on all threads (``parallel=True``).
 
 Tried and dropped (2-core EPYC, K2 32×32 3×3 at 28×28, batch 64): the shifted-GEMM columns for
 stride 1 (pad the chunk once, every column row a single memcpy of the flat padded buffer
 shifted by i·d_h·W_p + j·d_w, the GEMM run over the padded grid and cropped) halve the column
 build (17 vs 37 µs per image) but add (H_p·W_p)/(H_out·W_out) = 1.15× to the GEMM (+20 µs per
 image at 1 thread) and a strided crop: 15.9 vs 12.1 ms forward at 1 thread, no clear gain at 2.
-Column row building is at ~24 GB/s already; the GEMMs are what is left (numpy's sgemm, ~100
-GFLOP/s per core with the Haswell kernels, ~90 % of it on these shapes).
+Column row building is at ~24 GB/s per thread already; the GEMMs are what is left.
+Also tried (this session): the forward GEMM writing each image's output straight into y (a
+batched GEMM over the chunk's images) instead of a chunk buffer and one transposing copy:
+the kernels alone timed the same, the K1 forward + backward through the op layer went from
+34 to 50 ms, for a reason not found; reverted.
 
 conv_transpose2d uses the same three products (it is conv2d's adjoint): forward = dgrad,
 input gradient = forward, weight gradient = wgrad with x and g swapped.
