@@ -8,10 +8,10 @@ Large matrices: a blocked right-looking LU, as LAPACK's getrf. For each panel of
     1. the panel A[k:, k:k+NB] is factored in C++ (pivot search, whole-row swaps, rank-1
        updates inside the panel)                                             O(n·NB²)
     2. U12 = L11⁻¹ A12, a unit-lower triangular solve in C++                  O(NB²·n)
-    3. A22 −= L21 U12: the trailing update, ≈ all of the 2n³/3 FLOPs, through numpy's BLAS
-       matmul (the C++ never hand-rolls the big product).
+    3. A22 −= L21 U12: the trailing update, ≈ all of the 2n³/3 FLOPs, through the packed GEMM
+       of csrc/gemm.cpp (``native/gemm.py``), in place on the blocks of A.
 Solves are blocked the same way: the diagonal NB×NB blocks in C++ (register-tiled), the
-off-diagonal updates with matmul. The inverse, and the slogdet backward A⁻ᵀ, come from
+off-diagonal updates with the GEMM. The inverse, and the slogdet backward A⁻ᵀ, come from
 A⁻¹ = U⁻¹ L⁻¹ P with L⁻¹ computed as a triangular matrix (4n³/3 multiply-adds, not the 2n³
 of solve(A, I)). Measured, one thread, float32, n = 256 (median ms): LU 0.37 → 0.29 (packed
 panels), inverse 0.72 → 0.40 (tiled diagonal solves, triangular L⁻¹).
@@ -33,7 +33,8 @@ _C = _native.module()
 __all__ = list(_ref.__all__)
 
 SMALL_N = 96    # up to here the unblocked C++ kernels; above, the blocked LU and solves whose
-                # trailing updates go through numpy's BLAS. Measured on the quiet 2-core machine
+                # trailing updates go through a GEMM (numpy's BLAS when this was measured, now
+                # csrc/gemm.cpp). Measured on the quiet 2-core machine
                 # (median ms, LU + inverse): n = 64: 0.024 + 0.054 unblocked, 0.027 + 0.062
                 # blocked; n = 128: 0.22 + 0.71 unblocked, 0.12 + 0.23 blocked; n = 256:
                 # 1.10 + 2.50 unblocked, 0.55–0.69 + 1.44 blocked. (An earlier threshold of 512
@@ -251,7 +252,8 @@ def coupling_backward(g_out, g_logdet, inp, h, reverse=False):
 
 
 def invconv_weight(perm, lower, upper, log_s, sign_s, inverse=False):
-    """W = P L (U + diag s) with BLAS products; W⁻¹ by two C++ triangular solves against Pᵀ."""
+    """W = P L (U + diag s) with numpy's products (C×C); W⁻¹ by two C++ triangular solves
+    against Pᵀ."""
     if not inverse:
         return _ref.invconv_weight(perm, lower, upper, log_s, sign_s)
     c = lower.shape[0]
