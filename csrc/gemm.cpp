@@ -31,6 +31,7 @@
 #pragma GCC optimize("fp-contract=fast")
 
 #include "common.h"
+#include "gemm.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -47,280 +48,7 @@ namespace minigen {
 
 namespace {
 
-constexpr std::ptrdiff_t KC = 256;    // shared-dimension block: an MR×KC A micro-panel and a
-                                      // KC×NR B micro-panel are 8 + 32 KiB in float32
-constexpr std::ptrdiff_t MC = 96;     // rows of A per packed block (a multiple of 8, 6 and 4)
-constexpr std::ptrdiff_t NC = 4096;   // columns of B per packed block
-
-// A strided 2-D operand: element (i, j) at p[i * rs + j * cs].
-template <typename T>
-struct View {
-    const T* p;
-    std::ptrdiff_t rs, cs;
-};
-
-template <typename T, int VB> struct VecT;
-template <> struct VecT<float, 16> { typedef float type __attribute__((vector_size(16))); };
-template <> struct VecT<float, 32> { typedef float type __attribute__((vector_size(32))); };
-template <> struct VecT<float, 64> { typedef float type __attribute__((vector_size(64))); };
-template <> struct VecT<double, 16> { typedef double type __attribute__((vector_size(16))); };
-template <> struct VecT<double, 32> { typedef double type __attribute__((vector_size(32))); };
-template <> struct VecT<double, 64> { typedef double type __attribute__((vector_size(64))); };
-
-// ---- packing ------------------------------------------------------------------------------
-
-// A[i0 : i0+mc, k0 : k0+kc] → ceil(mc/MR) micro-panels, each kc × MR (k-major), zero-padded.
-template <typename T, int MR>
-inline __attribute__((always_inline)) void pack_a(const View<T>& a, std::ptrdiff_t i0,
-                                                  std::ptrdiff_t mc, std::ptrdiff_t k0,
-                                                  std::ptrdiff_t kc, T* __restrict dst) {
-    for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
-        const std::ptrdiff_t mr = std::min<std::ptrdiff_t>(MR, mc - ir);
-        T* __restrict d = dst + ir * kc;
-        if (a.rs == 1 && mr == MR) {  // columns of A contiguous (a transposed view): MR at a time
-            for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                std::memcpy(d + k * MR, a.p + (i0 + ir) + (k0 + k) * a.cs, MR * sizeof(T));
-            }
-            continue;
-        }
-        for (std::ptrdiff_t r = 0; r < MR; ++r) {
-            if (r < mr) {
-                const T* src = a.p + (i0 + ir + r) * a.rs + k0 * a.cs;
-                for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                    d[k * MR + r] = src[k * a.cs];
-                }
-            } else {
-                for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                    d[k * MR + r] = T(0);
-                }
-            }
-        }
-    }
-}
-
-// B[k0 : k0+kc, j0 : j0+nc] → ceil(nc/NR) micro-panels, each kc × NR (k-major), zero-padded.
-template <typename T, int NR>
-inline __attribute__((always_inline)) void pack_b(const View<T>& b, std::ptrdiff_t k0,
-                                                  std::ptrdiff_t kc, std::ptrdiff_t j0,
-                                                  std::ptrdiff_t nc, T* __restrict dst) {
-    for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
-        const std::ptrdiff_t nr = std::min<std::ptrdiff_t>(NR, nc - jr);
-        T* __restrict d = dst + jr * kc;
-        if (b.cs == 1 && nr == NR) {  // rows of B contiguous: NR values at a time
-            for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                std::memcpy(d + k * NR, b.p + (k0 + k) * b.rs + j0 + jr, NR * sizeof(T));
-            }
-            continue;
-        }
-        for (std::ptrdiff_t c = 0; c < NR; ++c) {
-            if (c < nr) {
-                const T* src = b.p + k0 * b.rs + (j0 + jr + c) * b.cs;
-                for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                    d[k * NR + c] = src[k * b.rs];
-                }
-            } else {
-                for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                    d[k * NR + c] = T(0);
-                }
-            }
-        }
-    }
-}
-
-// ---- micro-kernel -------------------------------------------------------------------------
-
-// C[0:mr, 0:nr] (row stride ldc) = or += α Σ_k a_k b_kᵀ over the packed micro-panels a (kc×MR)
-// and b (kc×NR). The MR×NR accumulators live in 2·MR vector registers.
-template <typename T, int MR, int VB>
-inline __attribute__((always_inline)) void micro_kernel(std::ptrdiff_t kc,
-                                                        const T* __restrict a,
-                                                        const T* __restrict b, T* c,
-                                                        std::ptrdiff_t ldc, bool accumulate,
-                                                        T alpha, std::ptrdiff_t mr,
-                                                        std::ptrdiff_t nr) {
-    using V = typename VecT<T, VB>::type;
-    constexpr int W = VB / sizeof(T);
-    constexpr int NR = 2 * W;
-    V c0[MR], c1[MR];
-    for (int r = 0; r < MR; ++r) {
-        c0[r] = V{};
-        c1[r] = V{};
-    }
-    for (std::ptrdiff_t k = 0; k < kc; ++k) {
-        V b0, b1;
-        std::memcpy(&b0, b + k * NR, sizeof(V));
-        std::memcpy(&b1, b + k * NR + W, sizeof(V));
-        const T* ak = a + k * MR;
-        for (int r = 0; r < MR; ++r) {
-            c0[r] += ak[r] * b0;
-            c1[r] += ak[r] * b1;
-        }
-    }
-    if (alpha != T(1)) {
-        for (int r = 0; r < MR; ++r) {
-            c0[r] *= alpha;
-            c1[r] *= alpha;
-        }
-    }
-    if (mr == MR && nr == NR) {
-        for (int r = 0; r < MR; ++r) {
-            T* cr = c + r * ldc;
-            if (accumulate) {
-                V o0, o1;
-                std::memcpy(&o0, cr, sizeof(V));
-                std::memcpy(&o1, cr + W, sizeof(V));
-                c0[r] += o0;
-                c1[r] += o1;
-            }
-            std::memcpy(cr, &c0[r], sizeof(V));
-            std::memcpy(cr + W, &c1[r], sizeof(V));
-        }
-        return;
-    }
-    alignas(64) T tile[MR][NR];  // a ragged edge tile: through a buffer
-    for (int r = 0; r < MR; ++r) {
-        std::memcpy(&tile[r][0], &c0[r], sizeof(V));
-        std::memcpy(&tile[r][W], &c1[r], sizeof(V));
-    }
-    for (std::ptrdiff_t r = 0; r < mr; ++r) {
-        T* cr = c + r * ldc;
-        for (std::ptrdiff_t j = 0; j < nr; ++j) {
-            cr[j] = accumulate ? cr[j] + tile[r][j] : tile[r][j];
-        }
-    }
-}
-
-// ---- one serial GEMM ----------------------------------------------------------------------
-
-// C[M×N] (row stride ldc, contiguous rows) = or += α A[M×K] B[K×N]. abuf: MC·KC, bbuf: KC·NC
-// (rounded up to whole micro-panels) elements of scratch.
-template <typename T, int MR, int VB>
-inline __attribute__((always_inline)) void gemm_serial(std::ptrdiff_t M, std::ptrdiff_t N,
-                                                       std::ptrdiff_t K, View<T> a, View<T> b,
-                                                       T* c, std::ptrdiff_t ldc,
-                                                       bool accumulate, T alpha, T* abuf,
-                                                       T* bbuf) {
-    constexpr std::ptrdiff_t NR = 2 * VB / sizeof(T);
-    if (K == 0) {
-        if (!accumulate) {
-            for (std::ptrdiff_t i = 0; i < M; ++i) {
-                std::fill(c + i * ldc, c + i * ldc + N, T(0));
-            }
-        }
-        return;
-    }
-    for (std::ptrdiff_t jc = 0; jc < N; jc += NC) {
-        const std::ptrdiff_t nc = std::min(NC, N - jc);
-        for (std::ptrdiff_t pc = 0; pc < K; pc += KC) {
-            const std::ptrdiff_t kc = std::min(KC, K - pc);
-            const bool acc = accumulate || pc > 0;
-            pack_b<T, NR>(b, pc, kc, jc, nc, bbuf);
-            for (std::ptrdiff_t ic = 0; ic < M; ic += MC) {
-                const std::ptrdiff_t mc = std::min(MC, M - ic);
-                pack_a<T, MR>(a, ic, mc, pc, kc, abuf);
-                for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
-                    const std::ptrdiff_t nr = std::min(NR, nc - jr);
-                    for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
-                        const std::ptrdiff_t mr = std::min<std::ptrdiff_t>(MR, mc - ir);
-                        micro_kernel<T, MR, VB>(kc, abuf + ir * kc, bbuf + jr * kc,
-                                                c + (ic + ir) * ldc + jc + jr, ldc, acc, alpha,
-                                                mr, nr);
-                    }
-                }
-            }
-        }
-    }
-}
-
-// One instantiation per instruction set; the template above is inlined into each, so its
-// vector types compile to that set's registers.
-template <typename T>
-using GemmFn = void (*)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, View<T>, View<T>, T*,
-                        std::ptrdiff_t, bool, T, T*, T*);
-
-#define MINIGEN_GEMM_VARIANT(NAME, TARGET, T, MR, VB)                                         \
-    __attribute__((target(TARGET))) void NAME(std::ptrdiff_t M, std::ptrdiff_t N,              \
-                                              std::ptrdiff_t K, View<T> a, View<T> b, T* c,    \
-                                              std::ptrdiff_t ldc, bool accumulate, T alpha,    \
-                                              T* abuf, T* bbuf) {                              \
-        gemm_serial<T, MR, VB>(M, N, K, a, b, c, ldc, accumulate, alpha, abuf, bbuf);         \
-    }
-
-#if defined(__GNUC__) && defined(__x86_64__)
-MINIGEN_GEMM_VARIANT(gemm_avx512_f32, "avx512f", float, 8, 64)
-MINIGEN_GEMM_VARIANT(gemm_avx512_f64, "avx512f", double, 8, 64)
-MINIGEN_GEMM_VARIANT(gemm_avx2_f32, "avx2,fma", float, 6, 32)
-MINIGEN_GEMM_VARIANT(gemm_avx2_f64, "avx2,fma", double, 6, 32)
-#define MINIGEN_GEMM_X86 1
-#endif
-
-template <typename T>
-void gemm_portable(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, View<T> b,
-                   T* c, std::ptrdiff_t ldc, bool accumulate, T alpha, T* abuf, T* bbuf) {
-    gemm_serial<T, 4, 16>(M, N, K, a, b, c, ldc, accumulate, alpha, abuf, bbuf);
-}
-
-struct Isa {
-    const char* name;
-    int mr, vb;
-};
-
-Isa detect_isa() {
-#ifdef MINIGEN_GEMM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-        return {"avx512f", 8, 64};
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        return {"avx2+fma", 6, 32};
-    }
-#endif
-    return {"portable", 4, 16};
-}
-
-const Isa& isa() {
-    static const Isa chosen = detect_isa();
-    return chosen;
-}
-
-template <typename T>
-GemmFn<T> pick() {
-#ifdef MINIGEN_GEMM_X86
-    if (isa().vb == 64) {
-        if constexpr (std::is_same_v<T, float>) {
-            return gemm_avx512_f32;
-        } else {
-            return gemm_avx512_f64;
-        }
-    }
-    if (isa().vb == 32) {
-        if constexpr (std::is_same_v<T, float>) {
-            return gemm_avx2_f32;
-        } else {
-            return gemm_avx2_f64;
-        }
-    }
-#endif
-    return gemm_portable<T>;
-}
-
-// Scratch per thread, grown on demand (never shrunk: the sizes are bounded by MC·KC + KC·NC).
-template <typename T>
-T* scratch(std::size_t n) {
-    thread_local std::vector<T> buf;
-    if (buf.size() < n) {
-        buf.resize(n);
-    }
-    return buf.data();
-}
-
-template <typename T>
-std::size_t scratch_size() {
-    const std::ptrdiff_t nr = 2 * isa().vb / static_cast<std::ptrdiff_t>(sizeof(T));
-    const std::ptrdiff_t mr = isa().mr;
-    const std::ptrdiff_t mc = (MC + mr - 1) / mr * mr, nc = (NC + nr - 1) / nr * nr;
-    return static_cast<std::size_t>(KC * (mc + nc));
-}
+using namespace gemm;
 
 // Below this many multiply-adds a product runs on the calling thread (a team's wake-up and
 // the other core's cold caches cost more than the split saves).
@@ -330,7 +58,7 @@ constexpr std::ptrdiff_t kGemmParallelMin = std::ptrdiff_t(1) << 21;
 template <typename T>
 void gemm_one(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, View<T> b, T* c,
               std::ptrdiff_t ldc, bool accumulate, T alpha, int threads) {
-    const GemmFn<T> fn = pick<T>();
+    const auto fn = pick_serial<T, StridedB<T>>();
     const std::ptrdiff_t nr = 2 * isa().vb / static_cast<std::ptrdiff_t>(sizeof(T));
     const std::ptrdiff_t mr = isa().mr;
     const std::size_t need = scratch_size<T>();
@@ -339,7 +67,8 @@ void gemm_one(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, V
     const std::ptrdiff_t units = (extent + unit - 1) / unit;
     if (threads <= 1 || M * N * K < kGemmParallelMin || units < 2) {
         T* buf = scratch<T>(need);
-        fn(M, N, K, a, b, c, ldc, accumulate, alpha, buf, buf + KC * ((MC + mr - 1) / mr * mr));
+        fn(M, N, K, a, StridedB<T>{b}, c, ldc, accumulate, alpha, buf,
+           buf + a_scratch_elems<T>());
         return;
     }
     const int team = static_cast<int>(std::min<std::ptrdiff_t>(threads, units));
@@ -356,13 +85,15 @@ void gemm_one(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, V
         const std::ptrdiff_t s0 = u0 * unit, s1 = std::min(extent, u1 * unit);
         if (s1 > s0) {
             T* buf = scratch<T>(need);
-            T* bbuf = buf + KC * ((MC + mr - 1) / mr * mr);
+            T* bbuf = buf + a_scratch_elems<T>();
             if (by_cols) {
                 View<T> bs{b.p + s0 * b.cs, b.rs, b.cs};
-                fn(M, s1 - s0, K, a, bs, c + s0, ldc, accumulate, alpha, buf, bbuf);
+                fn(M, s1 - s0, K, a, StridedB<T>{bs}, c + s0, ldc, accumulate, alpha, buf,
+                   bbuf);
             } else {
                 View<T> as{a.p + s0 * a.rs, a.rs, a.cs};
-                fn(s1 - s0, N, K, as, b, c + s0 * ldc, ldc, accumulate, alpha, buf, bbuf);
+                fn(s1 - s0, N, K, as, StridedB<T>{b}, c + s0 * ldc, ldc, accumulate, alpha, buf,
+                   bbuf);
             }
         }
     }
@@ -456,9 +187,8 @@ void gemm_py(py::object a_obj, py::object b_obj, py::object c_obj, bool accumula
         const bool by_batch = count >= threads && threads > 1 && count * M * N * K >=
                               kGemmParallelMin && M * N * K <= (std::ptrdiff_t(1) << 24);
         if (by_batch) {
-            const GemmFn<T> f = pick<T>();
+            const auto f = pick_serial<T, StridedB<T>>();
             const std::size_t need = scratch_size<T>();
-            const std::ptrdiff_t mr = isa().mr;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads)
 #endif
@@ -466,8 +196,9 @@ void gemm_py(py::object a_obj, py::object b_obj, py::object c_obj, bool accumula
                 std::ptrdiff_t oa, ob, oc;
                 offsets(e, oa, ob, oc);
                 T* buf = scratch<T>(need);
-                f(M, N, K, View<T>{ap + oa, ars, acs}, View<T>{bp + ob, brs, bcs}, c_ptr + oc,
-                  ldc, accumulate, static_cast<T>(alpha), buf, buf + KC * ((MC + mr - 1) / mr * mr));
+                f(M, N, K, View<T>{ap + oa, ars, acs}, StridedB<T>{View<T>{bp + ob, brs, bcs}},
+                  c_ptr + oc, ldc, accumulate, static_cast<T>(alpha), buf,
+                  buf + a_scratch_elems<T>());
             }
             return;
         }
