@@ -15,6 +15,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#define MINIGEN_GEMM_X86 1  // AVX-512 and AVX2 variants, chosen by __builtin_cpu_supports
+#endif
+
 namespace minigen {
 namespace gemm {
 
@@ -248,8 +252,7 @@ template <typename T, typename BSrc>
 using SerialFn = void (*)(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, View<T>, const BSrc&,
                           T*, std::ptrdiff_t, bool, T, T*, T*);
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#define MINIGEN_GEMM_X86 1
+#ifdef MINIGEN_GEMM_X86
 template <typename T, typename BSrc>
 __attribute__((target("avx512f"))) void serial_avx512(std::ptrdiff_t M, std::ptrdiff_t N,
                                                       std::ptrdiff_t K, View<T> a,

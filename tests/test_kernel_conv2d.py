@@ -273,6 +273,44 @@ def test_native_chunks(monkeypatch, per_chunk):
         _compare(_run(case, transposed, "native", x, w, b), want, 1e-10)
 
 
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit_gemm", "im2col_chunks"])
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
+def test_native_implicit_gemm_and_chunks(monkeypatch, implicit, transposed):
+    """Both forward-product paths of the native version (the implicit GEMM that packs from the
+    image, and im2col chunks), whatever the image size threshold between them."""
+    if "native" not in [p.values[0] for p in IMPLS if not p.marks]:
+        pytest.skip("native implementation unavailable here")
+    from minigen.native import conv2d as nat
+    monkeypatch.setattr(nat, "IMPLICIT_GEMM_MIN_PIXELS", 0 if implicit else 10**9)
+
+    @settings(max_examples=25, deadline=None)
+    @given(case=conv_cases(transposed=transposed, small=False), seed=st.integers(0, 3),
+           noncontig=st.booleans())
+    def check(case, seed, noncontig):
+        x, w, b = _arrays(case, transposed, seed)
+        want = _run(case, transposed, "reference", x, w, b)
+        _compare(_run(case, transposed, "native", x, w, b, noncontig=noncontig), want, 1e-10)
+
+    check()
+
+
+def test_native_forward_gemm_errors():
+    if "native" not in [p.values[0] for p in IMPLS if not p.marks]:
+        pytest.skip("native implementation unavailable here")
+    from minigen import _native
+    C = _native.module()
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="y must have shape"):
+        C.conv2d_forward_gemm(x, w, np.zeros((2, 4, 5, 5), np.float32), 3, 3, 1, 1, 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        C.conv2d_forward_gemm(x, w[:, :2], np.zeros((2, 4, 3, 3), np.float32), 3, 3, 1, 1, 0, 0,
+                              1, 1)
+    with pytest.raises(ValueError, match="share a dtype"):
+        C.conv2d_forward_gemm(x, w.astype(np.float64), np.zeros((2, 4, 3, 3), np.float32), 3,
+                              3, 1, 1, 0, 0, 1, 1)
+
+
 def _im2col_definition(x, kh, kw, stride, padding, dilation):
     """X_col[n, (c, i, j), (a, b)] = x_pad[n, c, a·s_h + i·d_h, b·s_w + j·d_w], by loops."""
     n, c, h, w = x.shape

@@ -149,3 +149,27 @@ def test_matmul_errors():
     np.testing.assert_array_equal(buf[1:, 1:], 2.0)
     with pytest.raises(ValueError, match="at least 2-D"):
         matmul(np.ones(3, np.float32), a)
+
+
+def test_micro_kernel_matches_the_cpu():
+    """The GEMM picks the widest micro-kernel this CPU runs (a build that silently fell back to
+    the portable SSE2 kernel ran 5× slower and passed every other test)."""
+    import platform
+    isa = _native.module().gemm_isa()
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    if platform.machine() not in ("x86_64", "AMD64") or not flags:
+        pytest.skip("x86-64 Linux only")
+    if "avx512f" in flags:
+        assert isa == "avx512f"
+    elif {"avx2", "fma"} <= flags:
+        assert isa == "avx2+fma"
+    else:
+        assert isa == "portable"
