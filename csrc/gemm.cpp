@@ -1,8 +1,14 @@
-// GEMM, C = A·B (or C += A·B), float32 and float64: the matrix product under the native conv2d
-// and attention kernels. numpy's matmul calls the BLAS it was built with; on the machines we
-// benchmark on that BLAS may be pinned to older kernels (OPENBLAS_CORETYPE), and for the small
-// products of a convolution chunk or an attention head its per-call cost shows. This file is
-// the classic blocked GEMM (Goto and van de Geijn, "Anatomy of high-performance matrix
+// GEMM, C = A·B (or C += α A·B), float32 and float64: the matrix product of minigen's native
+// kernels (conv2d, attention, logdet) and of the engine's matmul/linear on the CPU
+// (minigen/native/gemm.py; the numpy reference is a @ b). Why not numpy's BLAS: the machines we
+// benchmark on pin numpy's OpenBLAS to its Haswell kernels (OPENBLAS_CORETYPE; half its AVX-512
+// rate), OpenBLAS's worker threads spin after every call and took a core from the next OpenMP
+// kernel on a 2-core machine, and many products here are small (a convolution chunk, one
+// attention head). The machinery (packing, micro-kernel, blocked serial GEMM over a "B source",
+// one variant per instruction set) is in gemm.h, shared with conv2d.cpp's implicit-GEMM
+// convolution; this file adds the threading and minigen._C.gemm.
+//
+// It is the classic blocked GEMM (Goto and van de Geijn, "Anatomy of high-performance matrix
 // multiplication", 2008; the loop structure BLIS documents):
 //
 //   for jc (NC columns of B and C)            B block  KC×NC  packed, stays in L3
@@ -12,6 +18,10 @@
 //         pack A[ic, pc] into MR-tall micro-panels (k-major: MR consecutive values per k)
 //         for jr, ir: micro-kernel              an MR×NR tile of C in registers,
 //                                               KC rank-1 updates: C_tile += a_k b_kᵀ
+//
+// Measured (2-core AVX-512 EPYC, float32, same process as numpy pinned to Haswell):
+// 1024³ at 193 GFLOP/s on one thread, 330–360 on two (numpy: 108 on one); conv-shaped
+// 32×3136×288 at 250–270 on two (numpy: 95–180).
 //
 // Packing makes every operand read of the micro-kernel contiguous whatever the strides of A
 // and B (a transposed view costs nothing extra), and pads the ragged edges with zeros so the
