@@ -52,12 +52,11 @@ def pin_threads(n: int | None = None) -> dict:
         how.append("threadpoolctl not installed")
     # Which OpenMP runtime the process gets. PyTorch's wheel bundles its own libgomp.so.1 and
     # minigen._C links the system's; both have the same soname, so whichever loads first is the
-    # one runtime of the process, started with the OMP_WAIT_POLICY of that moment. minigen's
-    # native loader sets PASSIVE (idle threads sleep) unless the user set it; PyTorch leaves
-    # GOMP's default (idle threads spin). "torch-first" (default) runs PyTorch in its own
-    # default configuration and minigen's kernels on PyTorch's spinning runtime; "minigen-first"
-    # gives both the passive runtime (measured: PyTorch's small elementwise ops then take up to
-    # 3.6× longer, minigen's LU-based K6 20× shorter). MINIGEN_BENCH_LOAD_ORDER chooses.
+    # one runtime of the process, started with the OMP_WAIT_POLICY of that moment (neither
+    # library sets it any more: libgomp's default, idle threads spin a little, then sleep).
+    # "torch-first" (default) or "minigen-first" chooses whose libgomp it is; earlier, when
+    # minigen set PASSIVE, the order changed PyTorch's small elementwise ops by up to 3.6×.
+    # MINIGEN_BENCH_LOAD_ORDER chooses.
     order = os.environ.get("MINIGEN_BENCH_LOAD_ORDER", "torch-first")
     if order not in ("torch-first", "minigen-first"):
         raise ValueError(f"MINIGEN_BENCH_LOAD_ORDER={order!r}: torch-first or minigen-first")
