@@ -29,11 +29,11 @@
 //
 // Threads: the flat range [0, N·D) is split into one contiguous chunk per thread (a chunk
 // may span samples), so one large image and many small ones parallelise alike. Below
-// common.h's kParallelMin (2^20 elements) a kernel stays on the calling thread. Measured on
-// the 2-core machine, idle (< 2% busy), q_sample at 128×3×32×32 (393k elements, 4.5 MB
-// moved, in cache): 48–50 µs on one thread, 73–76 µs on two (waking the passive OpenMP
-// thread costs more than half the pass); at 256×3×64×64 (3.1M elements, past the caches)
-// two threads are faster (430 vs 670 µs). So this family keeps the common threshold.
+// kNoiseParallelMin (2^17 elements) a kernel stays on the calling thread. Measured on the
+// 2-core machine, q_sample at 128×3×32×32 (393k elements, 4.5 MB moved, in cache): 48–50 µs on
+// one thread; on two, 73–76 µs while minigen set OMP_WAIT_POLICY=PASSIVE (waking the sleeping
+// thread cost more than half the pass), 37 µs with libgomp's default (the pool stays warm
+// between the sampler's kernels); PyTorch's three eager ops: 86 µs.
 #include "common.h"
 
 #include <algorithm>
@@ -48,6 +48,8 @@
 
 namespace minigen {
 namespace {
+
+constexpr std::ptrdiff_t kNoiseParallelMin = std::ptrdiff_t(1) << 17;  // see the comment above
 
 // Column indices of the coefficient table: the COL_* constants of minigen/schedules.py.
 enum Col : int {
@@ -71,7 +73,7 @@ void for_segments(std::ptrdiff_t N, std::ptrdiff_t D, F&& f) {
         }
     };
 #ifdef _OPENMP
-    const int nt = total >= kParallelMin ? num_threads() : 1;
+    const int nt = total >= kNoiseParallelMin ? num_threads() : 1;
     if (nt > 1) {
 #pragma omp parallel num_threads(nt)
         {
