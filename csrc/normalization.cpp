@@ -23,7 +23,7 @@
 // than saved: an exp is cheaper than another N·C·S array written and read back).
 //
 // Threads: the (n, g) slabs are independent; one OpenMP loop over N·G when the tensor has at
-// least kNormParallelMin (2^23) elements (see the constant below: in the E2 UNet, none).
+// least kNormParallelMin (2^17) elements (see the constant below).
 #include "common.h"
 
 #include <cmath>
@@ -50,13 +50,12 @@ namespace {
 inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
 inline double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
-// GroupNorm runs between convolutions, i.e. between numpy BLAS calls: an OpenMP team here
-// competes with OpenBLAS's spinning workers for the cores, and when the process's OpenMP
-// runtime spins too (PyTorch's libgomp loaded first: same soname, one runtime) the team's idle
-// threads then slow the next GEMM. Measured, E2 UNet step with PyTorch loaded first: E3
-// forward 208 ms with these kernels on 2 threads, 158 ms with minigen's threads at 1. So the
-// threshold is 8× the common one: in E2 every GroupNorm stays on the calling thread.
-constexpr std::ptrdiff_t kNormParallelMin = ::minigen::kParallelMin << 3;
+// Threads from 2^17 elements. While the convolutions' GEMMs ran on numpy's OpenBLAS, an OpenMP
+// team here competed with OpenBLAS's spinning workers (E3 forward 208 ms with these kernels on
+// 2 threads, 158 ms on 1), so the threshold was 2^23 (never reached in E2). With minigen's
+// GEMM on the same OpenMP pool that fight is gone: per E2 step, GroupNorm backward went from
+// ~12 to ~6.5 ms on 2 threads, the step as a whole within run-to-run noise (340–350 ms).
+constexpr std::ptrdiff_t kNormParallelMin = std::ptrdiff_t(1) << 17;
 
 template <typename T, bool Silu>
 MINIGEN_CLONES void gn_forward_kernel(const T* __restrict x, const T* __restrict w, const T* __restrict b,
