@@ -327,8 +327,11 @@ def cpu_ceilings(report: Report, args) -> None:
         return
     from ceilings import measure_ceilings
     report.ceilings = measure_ceilings(None, use_torch=not args.no_torch)
-    print(f"ceilings: sgemm {report.ceilings['sgemm_gflops']:.1f} GFLOP/s (numpy BLAS), "
-          f"copy {report.ceilings['copy_gbps']:.1f} GB/s")
+    c = report.ceilings
+    print(f"ceilings: sgemm {c['sgemm_gflops']:.1f} GFLOP/s (fastest of numpy "
+          f"{c.get('sgemm_gflops_numpy', float('nan')):.1f}, minigen "
+          f"{c.get('sgemm_gflops_minigen', float('nan')):.1f}, torch "
+          f"{c.get('sgemm_gflops_torch', float('nan')):.1f}), copy {c['copy_gbps']:.1f} GB/s")
 
 
 def finish(report: Report, args, threads: dict) -> Report:
