@@ -222,6 +222,11 @@ def _add_eval(sub):
                    help="KL terms drawn for the bits/dim estimate (default: evaluate's)")
     p.add_argument("--ddim-table", dest="ddim", action="store_true",
                    help="also the DDIM table: FCD for S = 10, 20, 50, 100, 1000 at η = 0, 1")
+    p.add_argument("--unconditional", action="store_true",
+                   help="sample a class-conditional run through its null class (FCD only)")
+    p.add_argument("--classifier-scale", type=float, default=None,
+                   help="classifier guidance γ of the unconditional branch toward labels 0..9, "
+                        "with a noisy classifier trained once on the run's schedule")
     p.add_argument("--out", default="eval.json",
                    help="results file inside RUN (default eval.json); metrics.json keeps the "
                         "results under its stem")
@@ -236,10 +241,12 @@ def _run_eval(args):
     from .diffusion.run import evaluate_run_dir
 
     opts = {k: getattr(args, k) for k in ("num_samples", "sampler", "steps", "eta", "guidance",
-                                          "heldout", "bpd_timesteps")
+                                          "heldout", "bpd_timesteps", "classifier_scale")
             if getattr(args, k) is not None}
     if args.ddim:
         opts["ddim"] = True
+    if args.unconditional:
+        opts["unconditional"] = True
     try:
         evaluate_run_dir(args.run, device=args.device, seed=args.seed,
                          progress=not args.no_progress, out=args.out, **opts)

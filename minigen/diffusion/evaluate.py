@@ -362,8 +362,28 @@ def class_accuracy(classifier, images, labels, device="cpu") -> float:
 
 
 # ---------------------------------------------------------------------- sampling-based tables
+class _NullClass:
+    """A class-conditional model's unconditional branch (every call gets the learned null
+    class ∅ = ``model.num_classes``), or an unconditional model with the labels dropped: the
+    model classifier guidance steers (the labels go to the classifier only)."""
+
+    num_classes = None        # no classifier-free guidance through this wrapper
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, x, t, y=None):
+        k = getattr(self.model, "num_classes", None)
+        if k is None:
+            return self.model(x, t)
+        from ..creation import full
+        from ..dtypes import int64
+        return self.model(x, t, full((x.shape[0],), k, dtype=int64, device=x.device))
+
+
 def _sample_images(model, scheduler, shape, num, *, steps, seed, batch_size, class_labels,
-                   guidance_scale, decode, device, progress):
+                   guidance_scale, decode, device, progress, classifier=None,
+                   classifier_scale=0.0):
     """``num`` images (float32 numpy) from ``sample`` in batches, one seeded generator."""
     from ..random import Generator
     from .sampling import sample
@@ -374,6 +394,7 @@ def _sample_images(model, scheduler, shape, num, *, steps, seed, batch_size, cla
         ys = None if class_labels is None else _slice_labels(class_labels, s, m, device)
         x = sample(model, scheduler, (m, *shape), num_inference_steps=steps, generator=gen,
                    class_labels=ys, guidance_scale=guidance_scale, device=device,
+                   classifier=classifier, classifier_scale=classifier_scale,
                    progress=progress)
         if decode is not None:
             x = decode(x)
@@ -429,14 +450,26 @@ def format_ddim_table(result: dict, floor: float | None = None) -> str:
 def evaluate_run(run, device="cpu", seed: int = 0, progress: bool = True, log=print,
                  num_samples: int | None = None, sampler: str = "ddim", steps: int | None = None,
                  eta: float = 0.0, guidance: float = 0.0, heldout: int = 100,
-                 bpd_timesteps: int | None = 100, ddim: bool = False) -> dict:
+                 bpd_timesteps: int | None = 100, ddim: bool = False,
+                 unconditional: bool = False, classifier_scale: float = 0.0) -> dict:
     """``minigen eval RUN`` (``minigen.diffusion.run.evaluate_run_dir`` calls this): for MNIST
     runs the classifier (trained once, cached), FCD of ``num_samples`` samples (default: as
     many as held-out images) beside the floor, class accuracy for conditional runs (labels
     0..K−1 cycling, guidance w; ``steps`` default: 50 for DDIM with ``eta``, all T for
     DDPM), the bits/dim bound on ``heldout`` held-out
     images with a ``bpd_timesteps``-term estimate (None or 0: the full sum of T − 1 terms;
-    pixel-space runs only), and with ``ddim=True`` the DDIM table."""
+    pixel-space runs only), and with ``ddim=True`` the DDIM table.
+
+    unconditional: sample a class-conditional run through its null class ∅ (its unconditional
+    branch; FCD only). classifier_scale γ > 0: classifier guidance (MATH.md §8) of that
+    unconditional branch (or of an unconditional run) toward labels 0..9 cycling, with the
+    noisy classifier of ``train_noisy_classifier`` (trained once on this run's schedule,
+    cached); reports FCD and the class accuracy of the guided samples."""
+    if (unconditional or classifier_scale) and guidance:
+        raise ValueError("evaluate_run: classifier-free guidance (guidance) cannot be combined "
+                         "with unconditional / classifier_scale sampling (the null-class model)")
+    if classifier_scale < 0:
+        raise ValueError(f"evaluate_run: classifier_scale must be ≥ 0, got {classifier_scale}")
     from ..models.classifier import train_classifier
     from .datasets import load_image_dataset
     cfg = run.config["train"]
@@ -462,22 +495,39 @@ def evaluate_run(run, device="cpu", seed: int = 0, progress: bool = True, log=pr
     n = num_samples or len(data.heldout)
     k = run.num_classes
     labels = None if k is None else (np.arange(n) % k).astype(np.int64)
+    model, noisy = run.model, None
+    if unconditional or classifier_scale:
+        model = _NullClass(run.model)
+        labels = (np.arange(n) % 10).astype(np.int64) if classifier_scale else None
+    if classifier_scale:
+        from ..models.classifier import train_noisy_classifier
+        if run.autoencoder is not None:
+            raise ValueError("evaluate_run: classifier guidance runs in pixel space; this run "
+                             "is a latent one")
+        noisy = train_noisy_classifier(run.scheduler("ddpm"), device=device, log=log)
     T = int(run.scheduler_config["num_train_timesteps"])
     steps = steps or (T if sampler == "ddpm" else min(50, T))      # as ``minigen sample``
     sched = run.scheduler(sampler, **({"eta": eta} if sampler == "ddim" else {}))
-    x = _sample_images(run.model, sched, run.sample_shape, n, steps=steps, seed=seed,
+    x = _sample_images(model, sched, run.sample_shape, n, steps=steps, seed=seed,
                        batch_size=250, class_labels=labels, guidance_scale=guidance,
                        decode=run.decode if run.autoencoder is not None else None,
-                       device=device, progress=progress)
+                       device=device, progress=progress, classifier=noisy,
+                       classifier_scale=classifier_scale)
     res.update({"fcd": fcd(clf, x, ref, device=device), "fcd_floor": floor,
                 "fcd_samples": n, "sampler": sampler, "steps": steps,
                 "eta": eta if sampler == "ddim" else 1.0,
                 "classifier_heldout_accuracy": clf.metrics.get("heldout_accuracy")})
+    if unconditional or classifier_scale:
+        res.update({"unconditional": True, "classifier_scale": float(classifier_scale)})
+        if noisy is not None:
+            res["noisy_classifier"] = noisy.metrics.get("heldout")
     log(f"FCD ({sampler}, {steps} steps, {n} samples): {res['fcd']:.3f}; floor {floor:.3f}")
     if labels is not None:
         res["class_accuracy"] = class_accuracy(clf, x, labels, device=device)
         res["guidance"] = guidance
-        log(f"classifier accuracy on class-conditional samples (w={guidance}): "
+        how = f"classifier guidance γ={classifier_scale}" if classifier_scale else \
+            f"w={guidance}"
+        log(f"classifier accuracy on class-conditional samples ({how}): "
             f"{res['class_accuracy']:.4f}")
     if ddim:
         table = ddim_table(run.model, run.scheduler("ddpm"), clf, ref, run.sample_shape,
