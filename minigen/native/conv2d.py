@@ -32,7 +32,10 @@ Column row building is at ~24 GB/s per thread already; the GEMMs are what is lef
 Also tried (this session): the forward GEMM writing each image's output straight into y (a
 batched GEMM over the chunk's images) instead of a chunk buffer and one transposing copy:
 the kernels alone timed the same, the K1 forward + backward through the op layer went from
-34 to 50 ms, for a reason not found; reverted.
+34 to 50 ms, for a reason not found; reverted. And the implicit GEMM over the whole batch for
+small images (N = n·P, the panels packed across image boundaries, one transposing copy out):
+slower than the im2col chunks on every E2 shape (K2 19.1 vs 17.3 ms forward + backward, 14×14
+15.5 vs 14.1, 28×28 96→32 64–81 vs 44–46); removed.
 
 conv_transpose2d uses the same three products (it is conv2d's adjoint): forward = dgrad,
 input gradient = forward, weight gradient = wgrad with x and g swapped.
