@@ -6,7 +6,7 @@ the reason and the way to get it.
     minigen 0.1.0 (/work/main/minigen)
     ✓ python 3.11.7 (CPython, Linux x86_64, 2 CPUs)
     ✓ numpy 2.4.6 (BLAS: scipy-openblas 0.3.31.188.0)
-    ✓ native extension minigen._C (gcc 12.2, OpenMP 4.5, 2 threads)
+    ✓ native extension minigen._C (gcc 12.2, OpenMP 4.5, 2 threads, GEMM micro-kernel avx512f)
           Release, flags: -O3 -DNDEBUG -Wall -Wextra -fno-math-errno -fopenmp
           kernels: erf, adam_step, sgd_momentum_step
     → cupy not available (ModuleNotFoundError: No module named 'cupy'): pip install "minigen[gpu]" ...
@@ -93,7 +93,9 @@ def _native_lines() -> list[str]:
     else:
         omp = "no OpenMP: single-threaded"
     native = ", -march=native" if info["native_arch"] else ""
-    return [f"{OK} native extension minigen._C ({compiler}, {omp}{native})",
+    isa = getattr(mod, "gemm_isa", None)
+    gemm = f", GEMM micro-kernel {isa()}" if isa is not None else ""
+    return [f"{OK} native extension minigen._C ({compiler}, {omp}{native}{gemm})",
             f"      {info['build_type']}, flags: {info['flags']}",
             f"      kernels: {', '.join(info['kernels'])}"]
 
