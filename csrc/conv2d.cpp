@@ -1,7 +1,8 @@
-// Kernel family conv2d (and conv_transpose2d, its adjoint): the C++ data-movement half.
+// Kernel family conv2d (and conv_transpose2d, its adjoint): the C++ half of the native version.
 //
 // Versions: minigen/reference/conv2d.py (numpy, the definition and the math); this file plus
-// minigen/native/conv2d.py (im2col/col2im here, the GEMMs through numpy's BLAS); and
+// minigen/native/conv2d.py (im2col/col2im here, the GEMMs through gemm.h / native/gemm.py, and
+// an implicit-GEMM forward that packs the GEMM's B panels straight from the image); and
 // kernels/conv2d.py (Triton implicit GEMM, GPU).
 //
 // A convolution is a matrix product once the input is unrolled into columns (im2col):
@@ -22,11 +23,11 @@
 //
 // Parallelism: optional (argument `parallel`), OpenMP over the (image, channel) planes; each
 // plane owns k_h·k_w rows of the column matrix, and in col2im each thread writes only its own
-// planes (no atomics). The Python face calls these between BLAS GEMMs and passes
-// parallel=False: OpenBLAS's worker threads keep spinning for a while after each GEMM, so a
-// second OpenMP thread competes with them for the other core of a 2-core machine and each
-// chunk waits a scheduler time slice (measured, K1 forward: 270 ms with parallel im2col
-// between the GEMMs, 14 ms with single-threaded im2col; the GEMMs alone take 12.4 ms).
+// planes (no atomics). The Python face passes parallel=True since the GEMMs run on the same
+// OpenMP pool. (While they were numpy's OpenBLAS calls it passed False: OpenBLAS's workers kept
+// spinning after each GEMM, a second OpenMP thread competed with them for the other core of a
+// 2-core machine and each chunk waited a scheduler time slice; K1 forward: 270 ms with
+// parallel im2col between the GEMMs, 14 ms single-threaded.)
 #pragma GCC optimize("fp-contract=fast")  // for gemm.h's micro-kernel (see there)
 
 #include "common.h"
