@@ -1,18 +1,19 @@
 """Matrix products of the native kernels: ``matmul(a, b, out)`` over csrc/gemm.cpp.
 
 The reference is numpy's ``matmul`` (``a @ b``). The C++ version is the packed, blocked GEMM
-of csrc/gemm.cpp (its comment has the loop structure and the micro-kernel tiles per
-instruction set): the native conv2d, attention and logdet kernels call this instead of numpy's
-BLAS. Why our own: numpy's OpenBLAS may be pinned to older kernels on the machines we
-benchmark (OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU halves its sgemm rate), and the many
-small products of a convolution chunk or an attention head pay its per-call setup. Measured,
-one thread, float32, same process (2-core AVX-512 EPYC, numpy pinned to Haswell): 1024³ 187
-against 108 GFLOP/s; the conv-shaped 32×3920×288 116 against 87.
+of csrc/gemm.h / gemm.cpp (the comment there has the loop structure and the micro-kernel tiles
+per instruction set). The native conv2d, attention and logdet kernels, and the engine's
+matmul/linear on the CPU, call this instead of numpy's BLAS: numpy's OpenBLAS may be pinned to
+older kernels (OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU halves its sgemm rate), its worker
+threads keep spinning after each call and took a core from minigen's OpenMP kernels on a
+2-core machine, and the many small products of a convolution chunk or an attention head pay
+its per-call setup. Measured, float32, same process (2-core AVX-512 EPYC, numpy pinned to
+Haswell): 1024³ at ~193 GFLOP/s on one thread against numpy's 108; 330–390 on two.
 
-``a`` and ``b`` may be any strided views (transposes cost nothing: the packing reads them);
-``out`` must not share memory with the inputs (blocks of one matrix side by side are fine:
-the blocked LU updates A22 from A21 and A12); a strided ``out`` goes through a copy. Batch dimensions broadcast as in
-numpy.
+``a`` and ``b`` may be any strided views (transposes cost nothing: the packing reads them;
+negative strides are copied first). ``out`` must not share memory with the inputs (blocks of
+one matrix side by side are fine: the blocked LU updates A22 from A21 and A12); an ``out``
+whose rows are not contiguous goes through a copy. Batch dimensions broadcast as in numpy.
 """
 from __future__ import annotations
 
