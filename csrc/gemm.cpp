@@ -231,7 +231,8 @@ void gemm_py(py::object a_obj, py::object b_obj, py::object c_obj, bool accumula
 void register_gemm(py::module_& m) {
     m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("c"),
           py::arg("accumulate") = false, py::arg("alpha") = 1.0,
-          "c[..., M, N] = alpha a[..., M, K] @ b[..., K, N] (or += with accumulate): float32/float64, "
+          "c[..., M, N] = alpha a[..., M, K] @ b[..., K, N] (or += with accumulate): "
+          "float32/float64, "
           "a and b any strides, batch dimensions broadcast (size 1), c rows contiguous.");
     m.def("gemm_isa", []() { return std::string(isa().name); },
           "The instruction set the GEMM micro-kernel runs with on this CPU.");

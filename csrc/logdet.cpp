@@ -76,7 +76,8 @@ void require_int32(const py::array& a, const char* fn, const char* name) {
 // columns right of j. Columns ≥ k0 + nb are only swapped (the caller updates them). Returns
 // the number of row swaps (its parity is det P).
 template <typename T>
-MINIGEN_CLONES int lu_panel(T* a, std::ptrdiff_t n, std::ptrdiff_t k0, std::ptrdiff_t nb, std::int32_t* piv) {
+MINIGEN_CLONES int lu_panel(T* a, std::ptrdiff_t n, std::ptrdiff_t k0, std::ptrdiff_t nb,
+                            std::int32_t* piv) {
     int swaps = 0;
     const std::ptrdiff_t kend = k0 + nb;
     for (std::ptrdiff_t j = k0; j < kend; ++j) {
