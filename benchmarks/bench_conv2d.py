@@ -42,8 +42,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Report, common_args, finish, measure, pin_threads, start,
-                     try_import_torch)  # noqa: E402
+from harness import (Report, common_args, cpu_ceilings, finish, measure,  # noqa: E402
+                     pin_threads, start, try_import_torch)
 
 CPU_WORK = [  # name, x shape, w shape, stride, padding
     ("K1", (32, 64, 32, 32), (64, 64, 3, 3), 1, 1),
@@ -262,14 +262,8 @@ def main():
         os.environ.pop("TRITON_INTERPRET", None)  # never time the interpreter
     report = Report(f"conv2d (K1/K2) on {args.device}", threads=threads)
     start(report, args)
-    if not args.no_ceilings and args.device == "cpu":
-        from ceilings import measure_ceilings
-        report.ceilings = measure_ceilings(None, use_torch=not args.no_torch)
-        c = report.ceilings
-        print(f"ceilings: sgemm {c['sgemm_gflops']:.1f} GFLOP/s (fastest of numpy "
-              f"{c.get('sgemm_gflops_numpy', float('nan')):.1f}, minigen "
-              f"{c.get('sgemm_gflops_minigen', float('nan')):.1f}, torch "
-              f"{c.get('sgemm_gflops_torch', float('nan')):.1f}), copy {c['copy_gbps']:.1f} GB/s")
+    if args.device == "cpu":
+        cpu_ceilings(report, args)
     (run_cuda if args.device == "cuda" else run_cpu)(args, report)
     return finish(report, args, threads)
 
