@@ -44,35 +44,6 @@ template <> struct VecT<double, 64> { typedef double type __attribute__((vector_
 
 // ---- packing ------------------------------------------------------------------------------
 
-// A[i0 : i0+mc, k0 : k0+kc] → ceil(mc/MR) micro-panels, each kc × MR (k-major), zero-padded.
-template <typename T, int MR>
-inline __attribute__((always_inline)) void pack_a(const View<T>& a, std::ptrdiff_t i0,
-                                                  std::ptrdiff_t mc, std::ptrdiff_t k0,
-                                                  std::ptrdiff_t kc, T* __restrict dst) {
-    for (std::ptrdiff_t ir = 0; ir < mc; ir += MR) {
-        const std::ptrdiff_t mr = std::min<std::ptrdiff_t>(MR, mc - ir);
-        T* __restrict d = dst + ir * kc;
-        if (a.rs == 1 && mr == MR) {  // columns of A contiguous (a transposed view): MR at a time
-            for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                std::memcpy(d + k * MR, a.p + (i0 + ir) + (k0 + k) * a.cs, MR * sizeof(T));
-            }
-            continue;
-        }
-        for (std::ptrdiff_t r = 0; r < MR; ++r) {
-            if (r < mr) {
-                const T* src = a.p + (i0 + ir + r) * a.rs + k0 * a.cs;
-                for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                    d[k * MR + r] = src[k * a.cs];
-                }
-            } else {
-                for (std::ptrdiff_t k = 0; k < kc; ++k) {
-                    d[k * MR + r] = T(0);
-                }
-            }
-        }
-    }
-}
-
 // B[k0 : k0+kc, j0 : j0+nc] → ceil(nc/NR) micro-panels, each kc × NR (k-major), zero-padded.
 template <typename T, int NR>
 inline __attribute__((always_inline)) void pack_b(const View<T>& b, std::ptrdiff_t k0,
@@ -81,7 +52,7 @@ inline __attribute__((always_inline)) void pack_b(const View<T>& b, std::ptrdiff
     for (std::ptrdiff_t jr = 0; jr < nc; jr += NR) {
         const std::ptrdiff_t nr = std::min<std::ptrdiff_t>(NR, nc - jr);
         T* __restrict d = dst + jr * kc;
-        if (b.cs == 1 && nr == NR) {  // rows of B contiguous: NR values at a time
+        if (b.cs == 1 && nr == NR) {  // rows of B contiguous (or columns of A): NR at a time
             for (std::ptrdiff_t k = 0; k < kc; ++k) {
                 std::memcpy(d + k * NR, b.p + (k0 + k) * b.rs + j0 + jr, NR * sizeof(T));
             }
@@ -100,6 +71,15 @@ inline __attribute__((always_inline)) void pack_b(const View<T>& b, std::ptrdiff
             }
         }
     }
+}
+
+// A[i0 : i0+mc, k0 : k0+kc] → ceil(mc/MR) micro-panels, each kc × MR (k-major), zero-padded:
+// the B packing of Aᵀ (the same layout with rows and columns swapped).
+template <typename T, int MR>
+inline __attribute__((always_inline)) void pack_a(const View<T>& a, std::ptrdiff_t i0,
+                                                  std::ptrdiff_t mc, std::ptrdiff_t k0,
+                                                  std::ptrdiff_t kc, T* __restrict dst) {
+    pack_b<T, MR>(View<T>{a.p, a.cs, a.rs}, k0, kc, i0, mc, dst);
 }
 
 // ---- micro-kernel -------------------------------------------------------------------------
