@@ -65,6 +65,7 @@ void sgd_momentum_step(const py::object& param, const py::object& grad, const py
 // their names to kernel_names().
 void register_gemm(py::module_& m);            // gemm.cpp (under conv2d and attention)
 void register_conv2d(py::module_& m);          // conv2d.cpp
+void register_conv2d_direct(py::module_& m);   // conv2d_direct.cpp
 void register_attention(py::module_& m);       // attention.cpp
 void register_noise_schedule(py::module_& m);  // noise_schedule.cpp
 void register_logdet(py::module_& m);          // logdet.cpp (calls register_logdet_flow)

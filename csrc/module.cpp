@@ -44,6 +44,7 @@ PYBIND11_MODULE(_C, m) {
     }
     register_gemm(m);
     register_conv2d(m);
+    register_conv2d_direct(m);
     register_attention(m);
     register_noise_schedule(m);
     register_logdet(m);

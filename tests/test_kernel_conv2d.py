@@ -270,6 +270,7 @@ def test_native_chunks(monkeypatch, per_chunk):
         x, w, b = _arrays(case, transposed, 9)
         want = _run(case, transposed, "reference", x, w, b)
         monkeypatch.setattr(nat, "chunk_images", lambda n, k, p, itemsize: per_chunk)
+        monkeypatch.setattr(nat, "USE_DIRECT", False)
         _compare(_run(case, transposed, "native", x, w, b), want, 1e-10)
 
 
@@ -282,6 +283,7 @@ def test_native_implicit_gemm_and_chunks(monkeypatch, implicit, transposed):
         pytest.skip("native implementation unavailable here")
     from minigen.native import conv2d as nat
     monkeypatch.setattr(nat, "IMPLICIT_GEMM_MIN_PIXELS", 0 if implicit else 10**9)
+    monkeypatch.setattr(nat, "USE_DIRECT", False)   # stride 1 on the GEMM paths too
 
     @settings(max_examples=25, deadline=None)
     @given(case=conv_cases(transposed=transposed, small=False), seed=st.integers(0, 3),

@@ -89,8 +89,35 @@ def _geom(kh, kw, stride, padding, dilation):
     return (kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1])
 
 
-def _forward(x, w, stride, padding, dilation, groups):
-    """Y = W X_col per chunk and group; x, w C-contiguous. Returns (N, C_out, H_out, W_out)."""
+# Stride-1, groups-1 products (forward, the input gradient as a convolution, the weight
+# gradient) go through the direct convolution (csrc/conv2d_direct.cpp) when True; False keeps
+# them on the GEMM paths below (for the tests of those paths, and for comparison).
+USE_DIRECT = True
+
+
+def _direct(w, stride, padding, dilation, groups):
+    """Stride 1, groups 1 and not a plain 1×1 product: the direct convolution applies."""
+    return USE_DIRECT and groups == 1 and tuple(stride) == (1, 1) and \
+        not _pointwise(*w.shape[2:], stride, padding, dilation)
+
+
+def _forward(x, w, stride, padding, dilation, groups, b=None):
+    """conv2d(x, w) (+ b when given); x, w, b C-contiguous, one dtype. Returns (N, C_out,
+    H_out, W_out)."""
+    if _direct(w, stride, padding, dilation, groups):    # B read in place, bias in the copy-out
+        n, _, h, wd = x.shape
+        ho, wo = _out_hw(h, wd, *w.shape[2:], stride, padding, dilation)
+        y = np.empty((n, w.shape[0], ho, wo), dtype=x.dtype)
+        _C().conv2d_direct_forward(x, w, b, y, padding[0], padding[1], dilation[0], dilation[1])
+        return y
+    y = _forward_gemm(x, w, stride, padding, dilation, groups)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def _forward_gemm(x, w, stride, padding, dilation, groups):
+    """Y = W X_col per chunk and group: a 1×1 product, the implicit GEMM or im2col chunks."""
     n, c_in, h, wd = x.shape
     c_out, cg, kh, kw = w.shape
     ho, wo = _out_hw(h, wd, kh, kw, stride, padding, dilation)
@@ -145,6 +172,10 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
         gw = _backward(g, x, w, stride, padding, dilation, groups, False, True)[1] \
             if need_w else None
         return gx, gw
+    if need_w and not need_x and _direct(w, stride, padding, dilation, groups):
+        gw = np.empty(w.shape, dtype=g.dtype)
+        _C().conv2d_direct_wgrad(g, x, gw, padding[0], padding[1], dilation[0], dilation[1])
+        return None, gw
     n, c_in, h, wd = x.shape if x is not None else x_shape
     c_out, cg, kh, kw = w.shape
     ho, wo = g.shape[2:]
@@ -204,9 +235,9 @@ def _back(r, dtype):
 
 # ------------------------------------------------------------------------ family interface
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
-    y = _forward(_c(x), _c(w), stride, padding, dilation, groups)
-    if b is not None:
-        y += b.reshape(1, -1, 1, 1)
+    xc = _c(x)
+    bc = None if b is None else np.ascontiguousarray(b, dtype=xc.dtype)
+    y = _forward(xc, _c(w), stride, padding, dilation, groups, bc)
     return _back(y, x.dtype)
 
 
