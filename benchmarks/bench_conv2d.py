@@ -5,8 +5,9 @@ implementation forced by ``minigen.dispatch.use``; bias included, gradients for 
     K1        x 32×64×32×32,  w 64×64×3×3, padding 1
     K2        x 64×32×28×28,  w 32×32×3×3, padding 1
     K2 down   x 64×32×28×28,  w 32×32×3×3, padding 1, stride 2 (→ 14×14)
-Providers: ``native`` (C++ im2col + numpy BLAS), ``reference`` (numpy; K1 forward only unless
---all-reference, it is slow), ``torch`` (oneDNN). Work: forward 2·N·C_out·H_out·W_out·C_in·k_h·k_w
+Providers: ``native`` (C++: the direct convolution for stride 1, im2col + minigen's GEMM
+otherwise), ``reference`` (numpy; K1 forward only unless --all-reference, it is slow),
+``torch`` (oneDNN). Work: forward 2·N·C_out·H_out·W_out·C_in·k_h·k_w
 FLOPs; backward twice that (dgrad + wgrad); "% ceiling" divides by numpy's measured sgemm rate
 (the BLAS minigen calls), ratio = minigen / torch.
 
@@ -17,6 +18,7 @@ vs ``torch`` (cuDNN; PyTorch's default allow_tf32=True for convolutions, like ou
     python benchmarks/bench_conv2d.py [--threads N] [--json FILE] [--device cpu|cuda]
                                       [--chunk MB,MB,...]  # sweep the native chunk size
                                       [--profile]          # cProfile native K1 fwd + bwd
+                                      [--e2-shapes]        # direct vs GEMM paths, E2's convs
                                       [--openblas-coretype auto|none|NAME]
 
 numpy's BLAS and AVX-512 (``--openblas-coretype``): OpenBLAS 0.3.31 (numpy 2.4's wheel) does not
@@ -152,6 +154,41 @@ def run_cpu(args, report):
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 
 
+def e2_shapes(args):
+    """Every distinct convolution of the E2 UNet at batch 64 (benchmarks/bench_e2_unet.py's
+    E2_CONVS, stride-1 ones), its three native products, float32, with the direct kernel
+    (``USE_DIRECT``) and on the im2col/GEMM paths: median ms and GFLOP/s."""
+    import numpy as np
+
+    from bench_e2_unet import E2_CONVS
+    from minigen.native import conv2d as native
+    rng = np.random.default_rng(0)
+    n, seen = 64, set()
+    print("\nE2 convolutions (stride 1), batch 64, native products: ms (GFLOP/s), direct | GEMM")
+    print(f"{'conv':<22}{'forward':>26}{'weight gradient':>28}{'input gradient':>28}")
+    for ci, co, k, h in E2_CONVS:
+        if (ci, co, k, h) in seen:
+            continue
+        seen.add((ci, co, k, h))
+        pad = (k // 2, k // 2)
+        x = rng.standard_normal((n, ci, h, h), dtype=np.float32)
+        w = rng.standard_normal((co, ci, k, k), dtype=np.float32)
+        g = rng.standard_normal((n, co, h, h), dtype=np.float32)
+        gflop = 2e-9 * n * ci * co * k * k * h * h
+        products = [lambda: native._forward(x, w, (1, 1), pad, (1, 1), 1),
+                    lambda: native._backward(g, x, w, (1, 1), pad, (1, 1), 1, False, True),
+                    lambda: native._backward(g, x, w, (1, 1), pad, (1, 1), 1, True, False)]
+        cells = []
+        for fn in products:
+            times = []
+            for direct in (True, False):
+                native.USE_DIRECT = direct
+                times.append(measure(fn, warmup=2, repeats=args.repeats, min_repeat_s=0.05).median)
+            native.USE_DIRECT = True
+            cells.append(" | ".join(f"{1e3 * t:5.2f} ({gflop / t:3.0f})" for t in times))
+        print(f"{f'{ci}→{co} {k}×{k} @{h}×{h}':<22}" + "".join(f"{c:>28}" for c in cells))
+
+
 def run_cuda(args, report):
     import numpy as np
 
@@ -250,6 +287,8 @@ def main():
     p.add_argument("--all-reference", action="store_true",
                    help="time the numpy reference on every row (slow)")
     p.add_argument("--profile", action="store_true", help="cProfile native K1 fwd + bwd")
+    p.add_argument("--e2-shapes", action="store_true",
+                   help="only: the direct kernel vs the GEMM paths on E2's convolutions")
     args = p.parse_args()
     coretype = openblas_coretype(args.openblas_coretype)
     if args.openblas_thread_timeout is not None and "numpy" not in sys.modules:
@@ -258,6 +297,9 @@ def main():
     threads["openblas_coretype"] = coretype
     threads["openblas_thread_timeout"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default")
     print(f"OpenBLAS core type: {coretype}")
+    if args.e2_shapes:
+        e2_shapes(args)
+        return 0
     if args.device == "cuda":
         os.environ.pop("TRITON_INTERPRET", None)  # never time the interpreter
     report = Report(f"conv2d (K1/K2) on {args.device}", threads=threads)

@@ -11,12 +11,13 @@ c·H_p·W_p + i·d_h·W_p + j·d_w (the derivation is at the top of conv2d_direc
 matrix is written, read or packed. The forward adds the bias in its copy-out; the input
 gradient is the same forward on g with the flipped weights (``_dgrad_as_conv``); the weight
 gradient is the direct ∂Wᵀ kernel, also for 1×1 kernels (one call instead of a GEMM per
-image). Measured at batch 64, float32, 2 threads, 2-core AVX-512 EPYC, GFLOP/s direct vs the
-im2col/GEMM paths below, forward | weight gradient (/tmp benchmark of this session, training
-paused): 32→32 at 28×28 342 vs 128 | 343 vs 68; 64→64 at 28×28 382 vs 139 | 320 vs 104;
-96→32 at 28×28 351 vs 113 | 354 vs 133; 64→64 at 14×14 364 vs 136 | 308 vs 106; 64→64 at
-7×7 292 vs 102 | 281 vs 90; 64→64 at 32×32 (K1) 390 vs 299 | 365 vs 220. E2 training step:
-344 → 211 ms. The price: W_p − W_out dropped columns per padded row (7% at 28×28, 22% at 7×7).
+image). Measured at batch 64, float32, 2 threads, 2-core AVX-512 EPYC, training paused
+(``python benchmarks/bench_conv2d.py --e2-shapes``), GFLOP/s direct vs the im2col/GEMM paths,
+forward | weight gradient | input gradient: 32→32 at 28×28 327 vs 119 | 281 vs 65 | 337 vs
+119; 64→64 at 28×28 369 vs 249 | 349 vs 205 | 372 vs 250; 96→32 at 28×28 352 vs 193 | 346 vs
+150 | 368 vs 299; 64→64 at 14×14 343 vs 142 | 309 vs 178 | 344 vs 217; 64→64 at 7×7 291 vs
+185 | 280 vs 155 | 282 vs 176; 1×1 weight gradients 182–278 vs 48–110. E2 training step
+(``bench_e2_unet.py --profile-only``): 344 → 211 ms. The price: W_p − W_out dropped columns per padded row (7% at 28×28, 22% at 7×7).
 
 Everything else (strides > 1, groups > 1, ``USE_DIRECT = False``): each product is a GEMM on
 the column matrix X_col, built for a chunk of m images in the "wide" layout
@@ -32,7 +33,7 @@ The chunk (``CHUNK_BYTES`` of columns, one image for K1) keeps X_col in cache be
 by im2col and its read by the GEMM; the buffers are allocated once per call. A 1×1 kernel with
 stride 1 and no padding needs no im2col: X_col is the image itself.
 
-Where the time goes (K1, float32, 2 threads, 2-core AVX-512 EPYC, nothing else running):
+Where the time went on these GEMM paths, before the direct kernel (K1, float32, 2 threads, 2-core AVX-512 EPYC, nothing else running):
 forward ≈ 9–10 ms, backward ≈ 20–22 ms, almost all of it in the GEMMs (≈ 250 GFLOP/s on these
 shapes), the im2col passes ≈ 3 ms per forward + backward. Until this session the products went
 through numpy's OpenBLAS, which that machine's environment pins to its Haswell/AVX2 kernels
