@@ -14,6 +14,7 @@ step counts 3× the forward (dx and dW each cost one forward), which slightly ov
 
     python benchmarks/bench_e2_unet.py [--threads N] [--json FILE] [--wait-quiet S]
         [--profile]           # per-op forward/backward time of minigen's E2 step + cProfile
+        [--profile-forward]   # per-op time of minigen's E3 forward
         [--device cuda]       # on a GPU: minigen (CuPy) vs PyTorch eager, fp32
         [--native-threads 1]  # minigen's OpenMP kernels single-threaded (see below)
 
@@ -183,7 +184,9 @@ def run(args, report: Report):
             r[0])):
         report.add(tm, name=name, provider=provider, flops=flops)
     report.add_ratios("minigen", "torch")
-    if args.profile or args.profile_only:
+    if args.profile_forward:
+        profile(mg_fwd, (), args.profile_steps, mg_sync, by_shape=True, label="E3 forward")
+    if args.profile or (args.profile_only and not args.profile_forward):
         profile(mg_step, (x0, t, noise), args.profile_steps, mg_sync)
         profile(mg_step, (x0, t, noise), args.profile_steps, mg_sync, by_shape=True)
         if torch is not None:
@@ -212,7 +215,7 @@ def _detail(name, args):
     return name
 
 
-def profile(step, step_args, steps: int, sync=None, by_shape=False):
+def profile(step, step_args, steps: int, sync=None, by_shape=False, label="E2 step"):
     """Per-primitive forward/backward wall time over ``steps`` minigen E2 steps (every
     Function's forward/backward wrapped with a timer), the optimizer's share, then cProfile.
     by_shape: convolutions broken down by geometry."""
@@ -239,8 +242,8 @@ def profile(step, step_args, steps: int, sync=None, by_shape=False):
             if kind in cls.__dict__:
                 originals.append((cls, kind, cls.__dict__[kind]))
                 setattr(cls, kind, timed(cls, kind, cls.__dict__[kind]))
-    opt = step.opt
-    opt_step = opt.step
+    opt = getattr(step, "opt", None)    # None: a forward without an optimizer (E3)
+    opt_step = opt.step if opt is not None else None
     opt_time = [0.0]
 
     def timed_opt_step(*a, **kw):
@@ -248,7 +251,8 @@ def profile(step, step_args, steps: int, sync=None, by_shape=False):
         out = opt_step(*a, **kw)
         opt_time[0] += time.perf_counter() - t0
         return out
-    opt.step = timed_opt_step
+    if opt is not None:
+        opt.step = timed_opt_step
     try:
         step(*step_args)
         totals.clear(), counts.clear()
@@ -262,9 +266,10 @@ def profile(step, step_args, steps: int, sync=None, by_shape=False):
     finally:
         for cls, kind, fn in originals:
             setattr(cls, kind, fn)
-        opt.step = opt_step
+        if opt is not None:
+            opt.step = opt_step
     kernel_total = sum(totals.values())
-    print(f"\nper-primitive time of {steps} minigen E2 steps: {1e3 * wall / steps:.1f} ms/step "
+    print(f"\nper-primitive time of {steps} minigen {label}s: {1e3 * wall / steps:.1f} ms/step "
           f"wall; primitives {100 * kernel_total / wall:.1f}%, Adam step "
           f"{100 * opt_time[0] / wall:.2f}%, the rest (graph, Python, allocation) "
           f"{100 * (wall - kernel_total - opt_time[0]) / wall:.1f}%")
@@ -303,6 +308,8 @@ def main():
     p.add_argument("--profile", action="store_true",
                    help="per-primitive timing and cProfile of minigen's E2 step")
     p.add_argument("--profile-only", action="store_true", help="--profile without the timings")
+    p.add_argument("--profile-forward", action="store_true",
+                   help="per-primitive time of the E3 forward (with --profile-only: alone)")
     p.add_argument("--profile-steps", type=int, default=5)
     p.add_argument("--native-threads", type=int, default=None,
                    help="threads of minigen's own OpenMP kernels (default: as --threads); 1 "

@@ -71,6 +71,7 @@ void register_noise_schedule(py::module_& m);  // noise_schedule.cpp
 void register_logdet(py::module_& m);          // logdet.cpp (calls register_logdet_flow)
 void register_logdet_flow(py::module_& m);     // logdet_flow.cpp
 void register_normalization(py::module_& m);   // normalization.cpp
+void register_resample(py::module_& m);        // resample.cpp (nearest upsampling)
 
 // ---- argument checks (common.cpp) -----------------------------------------------------------
 // Every check names the function and the argument: "adam_step: grad has shape (3, 4) but

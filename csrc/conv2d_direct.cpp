@@ -1,13 +1,13 @@
-// Kernel family conv2d: the direct convolution of the native version, for stride 1 and
-// groups 1 (every 3×3 convolution of the E2 UNet but its two downsampling ones, and the input
-// gradient of each, which is again a stride-1 convolution). The other native pieces are in
-// conv2d.cpp (im2col/col2im, the implicit-GEMM forward) and minigen/native/conv2d.py, which
-// chooses between them; the math is minigen/reference/conv2d.py.
+// Kernel family conv2d: the direct convolution of the native version, for groups 1 (every
+// convolution of the E2 UNet, and the input gradient of the stride-1 ones, which is again a
+// stride-1 convolution). The other native pieces are in conv2d.cpp (im2col/col2im, the
+// implicit-GEMM forward) and minigen/native/conv2d.py, which chooses between them; the math is
+// minigen/reference/conv2d.py.
 //
 // The idea: the GEMM micro-kernel of gemm.h, with its B operand read in place from a
 // zero-padded copy of one image instead of from a column matrix (no im2col, no packing).
-// Pad the image to x_p (C, H_p, W_p), H_p = H + 2p_h, W_p = W + 2p_w, and number an output
-// pixel (a, b) by its place in a row of the *padded* width, q = a·W_p + b. Then
+// Stride 1: pad the image to x_p (C, H_p, W_p), H_p = H + 2p_h, W_p = W + 2p_w, and number an
+// output pixel (a, b) by its place in a row of the *padded* width, q = a·W_p + b. Then
 //
 //     y[o, a, b] = Σ_{c,i,j} w[o, c, i, j] · x_p[c, a + i·d_h, b + j·d_w]
 //                = Σ_k W[o, k] · x_p[off_k + q],     k = (c, i, j),
@@ -19,8 +19,14 @@
 // and dropped when the tile is copied out. The input gradient of a stride-1 convolution is the
 // same product on g with the flipped weights (native/conv2d.py).
 //
-// The weight gradient in the same coordinates, with G_p the output gradient at padded width
-// (zeros at the dropped q):
+// Stride s: split the padded image into its s_h·s_w phases, x_s[(c, u, v), r, t] =
+// x_p[c, s_h·r + u, s_w·t + v], planes of H_s × W_s = ⌈H_p/s_h⌉ × ⌈W_p/s_w⌉. Tap (i, j) of
+// output (a, b) reads x_p[c, s_h·a + i·d_h, s_w·b + j·d_w] = x_s[(c, i·d_h mod s_h,
+// j·d_w mod s_w), a + ⌊i·d_h/s_h⌋, b + ⌊j·d_w/s_w⌋]: again a shifted plane, with q = a·W_s + b.
+// The same kernels run unchanged; only the copy in (pad_image) and the offsets differ.
+//
+// The weight gradient in the same coordinates, with G_p the output gradient at the padded (or
+// phase) width, zeros at the dropped q:
 //
 //     ∂W[o, k] = Σ_n Σ_q G_p[n][o, q] · x_p[n][off_k + q]
 //
@@ -62,52 +68,83 @@ constexpr std::ptrdiff_t kDirectParallelMin = std::ptrdiff_t(1) << 21;
 // (16 KiB) stays in L1 across the MR-row panels.
 constexpr std::ptrdiff_t QC = 128;
 
-// The geometry of one stride-1 convolution, per image.
+// The geometry of one convolution, per image.
 struct Direct {
-    std::ptrdiff_t c_in, c_out, h, w, kh, kw, ph, pw, dh, dw;
+    std::ptrdiff_t c_in, c_out, h, w, kh, kw, sh, sw, ph, pw, dh, dw;
     std::ptrdiff_t hp, wp;    // padded input plane
+    std::ptrdiff_t hs, ws;    // one stride phase of it: ⌈H_p/s_h⌉ × ⌈W_p/s_w⌉ (stride 1: H_p × W_p)
     std::ptrdiff_t ho, wo;    // output plane
     std::ptrdiff_t k;         // C_in·k_h·k_w: the shared dimension of the products
-    std::ptrdiff_t jq;        // H_out·W_p: output pixels in padded-width numbering
-    std::ptrdiff_t padded;    // elements of x_p: C_in·H_p·W_p, then zeros that the last
-                              // tile's loads may read past the end: (k_w − 1)·d_w + NR
+    std::ptrdiff_t jq;        // H_out·W_s: output pixels numbered at the phase width
+    std::ptrdiff_t padded;    // elements of x_p: C_in·s_h·s_w phase planes of H_s·W_s, then
+                              // zeros that the last tile's loads may read past the end
 };
 
 Direct make_direct(std::ptrdiff_t c_in, std::ptrdiff_t c_out, std::ptrdiff_t h,
-                   std::ptrdiff_t w, std::ptrdiff_t kh, std::ptrdiff_t kw, std::ptrdiff_t ph,
-                   std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw, std::ptrdiff_t nr) {
-    Direct d{c_in, c_out, h, w, kh, kw, ph, pw, dh, dw, 0, 0, 0, 0, 0, 0, 0};
+                   std::ptrdiff_t w, std::ptrdiff_t kh, std::ptrdiff_t kw, std::ptrdiff_t sh,
+                   std::ptrdiff_t sw, std::ptrdiff_t ph, std::ptrdiff_t pw, std::ptrdiff_t dh,
+                   std::ptrdiff_t dw, std::ptrdiff_t nr) {
+    Direct d{c_in, c_out, h, w, kh, kw, sh, sw, ph, pw, dh, dw, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     d.hp = h + 2 * ph;
     d.wp = w + 2 * pw;
-    d.ho = d.hp - dh * (kh - 1);
-    d.wo = d.wp - dw * (kw - 1);
+    d.hs = (d.hp + sh - 1) / sh;
+    d.ws = (d.wp + sw - 1) / sw;
+    d.ho = (d.hp - dh * (kh - 1) - 1) / sh + 1;
+    d.wo = (d.wp - dw * (kw - 1) - 1) / sw + 1;
     d.k = c_in * kh * kw;
-    d.jq = d.ho * d.wp;
-    d.padded = c_in * d.hp * d.wp + (kw - 1) * dw + nr;
+    d.jq = d.ho * d.ws;
+    d.padded = c_in * sh * sw * d.hs * d.ws + (kw - 1) * dw + nr;
     return d;
 }
 
 std::ptrdiff_t round_up(std::ptrdiff_t v, std::ptrdiff_t m) { return (v + m - 1) / m * m; }
 
-// off_k = c·H_p·W_p + i·d_h·W_p + j·d_w for k = (c, i, j) < K; rows past K (the zero-padded
-// edge of a row panel) point at the start of the image: their products are dropped.
+// off_k for k = (c, i, j) < K: the phase plane (c, i·d_h mod s_h, j·d_w mod s_w) shifted by
+// (⌊i·d_h/s_h⌋, ⌊j·d_w/s_w⌋); stride 1: c·H_p·W_p + i·d_h·W_p + j·d_w. Rows past K (the
+// zero-padded edge of a row panel) point at the start of the image: their products are dropped.
 std::vector<std::ptrdiff_t> shift_offsets(const Direct& d, std::ptrdiff_t rows) {
     std::vector<std::ptrdiff_t> off(rows, 0);
     std::ptrdiff_t k = 0;
     for (std::ptrdiff_t c = 0; c < d.c_in; ++c) {
         for (std::ptrdiff_t i = 0; i < d.kh; ++i) {
             for (std::ptrdiff_t j = 0; j < d.kw; ++j) {
-                off[k++] = c * d.hp * d.wp + i * d.dh * d.wp + j * d.dw;
+                const std::ptrdiff_t u = i * d.dh % d.sh, v = j * d.dw % d.sw;
+                off[k++] = ((c * d.sh + u) * d.sw + v) * d.hs * d.ws +
+                           i * d.dh / d.sh * d.ws + j * d.dw / d.sw;
             }
         }
     }
     return off;
 }
 
-// x (C, H, W) → x_p (C, H_p, W_p) with a zero border, then the zero tail.
+// x (C, H, W) → x_p: stride 1, (C, H_p, W_p) with a zero border; stride s, its phases
+// x_p[(c, u, v), r, t] = x_pad[c, s_h·r + u, s_w·t + v] (zero outside the image); then the
+// zero tail.
 template <typename T>
 void pad_image(const T* __restrict x, T* __restrict xp, const Direct& d) {
     T* p = xp;
+    if (d.sh != 1 || d.sw != 1) {
+        for (std::ptrdiff_t c = 0; c < d.c_in; ++c) {
+            for (std::ptrdiff_t u = 0; u < d.sh; ++u) {
+                for (std::ptrdiff_t v = 0; v < d.sw; ++v) {
+                    for (std::ptrdiff_t r = 0; r < d.hs; ++r, p += d.ws) {
+                        const std::ptrdiff_t row = d.sh * r + u - d.ph;
+                        if (row < 0 || row >= d.h) {
+                            std::fill(p, p + d.ws, T(0));
+                            continue;
+                        }
+                        const T* in = x + (c * d.h + row) * d.w;
+                        for (std::ptrdiff_t t = 0; t < d.ws; ++t) {
+                            const std::ptrdiff_t col = d.sw * t + v - d.pw;
+                            p[t] = col >= 0 && col < d.w ? in[col] : T(0);
+                        }
+                    }
+                }
+            }
+        }
+        std::fill(p, xp + d.padded, T(0));
+        return;
+    }
     for (std::ptrdiff_t c = 0; c < d.c_in; ++c) {
         std::fill(p, p + d.ph * d.wp, T(0));
         p += d.ph * d.wp;
@@ -329,15 +366,15 @@ Kernels<T> pick_kernels() {
 template <typename T>
 void crop(const Direct& d, const T* out, std::ptrdiff_t ldo, const T* bias, T* y,
           std::ptrdiff_t q0, std::ptrdiff_t q1) {
-    const std::ptrdiff_t a0 = q0 / d.wp, a1 = std::min(d.ho, (q1 + d.wp - 1) / d.wp);
+    const std::ptrdiff_t a0 = q0 / d.ws, a1 = std::min(d.ho, (q1 + d.ws - 1) / d.ws);
     for (std::ptrdiff_t o = 0; o < d.c_out; ++o) {
         const T bo = bias ? bias[o] : T(0);
         const T* src = out + o * ldo;
         T* dst = y + o * d.ho * d.wo;
         for (std::ptrdiff_t a = a0; a < a1; ++a) {
-            const std::ptrdiff_t lo = std::max(a * d.wp, q0);
-            const std::ptrdiff_t hi = std::min(a * d.wp + d.wo, q1);
-            T* row = dst + a * d.wo - a * d.wp;   // row[q] = y[o, a, q − a·W_p]
+            const std::ptrdiff_t lo = std::max(a * d.ws, q0);
+            const std::ptrdiff_t hi = std::min(a * d.ws + d.wo, q1);
+            T* row = dst + a * d.wo - a * d.ws;   // row[q] = y[o, a, q − a·W_s]
             for (std::ptrdiff_t q = lo; q < hi; ++q) {
                 row[q] = src[q] + bo;
             }
@@ -345,7 +382,7 @@ void crop(const Direct& d, const T* out, std::ptrdiff_t ldo, const T* bias, T* y
     }
 }
 
-// y (N, C_out, H_out, W_out) = conv2d(x, w) + bias, stride 1, groups 1.
+// y (N, C_out, H_out, W_out) = conv2d(x, w) + bias, groups 1.
 template <typename T>
 void direct_forward(const T* x, const T* w, const T* bias, T* y, std::ptrdiff_t n,
                     const Direct& d, int threads) {
@@ -406,7 +443,7 @@ void transpose_grad(const Direct& d, const T* __restrict g, T* __restrict gt, st
     for (std::ptrdiff_t a = 0; a < d.ho; ++a) {
         for (std::ptrdiff_t o = 0; o < d.c_out; ++o) {
             const T* src = g + (o * d.ho + a) * d.wo;
-            T* dst = gt + a * d.wp * ld + o;
+            T* dst = gt + a * d.ws * ld + o;
             for (std::ptrdiff_t b = 0; b < d.wo; ++b) {
                 dst[b * ld] = src[b];
             }
@@ -467,7 +504,8 @@ void direct_wgrad(const T* g, const T* x, T* gw, std::ptrdiff_t n, const Direct&
 
 // The shared argument checks: x (N, C_in, H, W), w (C_out, C_in, k_h, k_w), the geometry.
 Direct check_direct(const char* fn, const py::array& x, const py::array& w, const char* w_name,
-                    std::ptrdiff_t ph, std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw) {
+                    std::ptrdiff_t sh, std::ptrdiff_t sw, std::ptrdiff_t ph, std::ptrdiff_t pw,
+                    std::ptrdiff_t dh, std::ptrdiff_t dw) {
     float_dtype(x, fn, "x");
     if (x.ndim() != 4 || w.ndim() != 4) {
         throw py::value_error(std::string(fn) + ": x and " + w_name + " must be 4-D, got " +
@@ -482,8 +520,9 @@ Direct check_direct(const char* fn, const py::array& x, const py::array& w, cons
                               " does not fit x " +
                               shape_str(x) + " (C_in must match; groups = 1)");
     }
-    if (ph < 0 || pw < 0 || dh < 1 || dw < 1) {
-        throw py::value_error(std::string(fn) + ": padding must be ≥ 0 and dilation ≥ 1");
+    if (sh < 1 || sw < 1 || ph < 0 || pw < 0 || dh < 1 || dw < 1) {
+        throw py::value_error(std::string(fn) + ": stride and dilation must be ≥ 1 and "
+                              "padding ≥ 0");
     }
     const std::ptrdiff_t kh = w.shape(2), kw = w.shape(3);
     if (x.shape(2) + 2 * ph < dh * (kh - 1) + 1 || x.shape(3) + 2 * pw < dw * (kw - 1) + 1) {
@@ -494,22 +533,22 @@ Direct check_direct(const char* fn, const py::array& x, const py::array& w, cons
     require_c_contiguous(w, fn, w_name);
     const std::ptrdiff_t nr = 2 * gemm::isa().vb /
                               (float_dtype(x, fn, "x") == DType::Float32 ? 4 : 8);
-    return make_direct(x.shape(1), w.shape(0), x.shape(2), x.shape(3), kh, kw, ph, pw, dh, dw,
-                       nr);
+    return make_direct(x.shape(1), w.shape(0), x.shape(2), x.shape(3), kh, kw, sh, sw, ph, pw, dh,
+                       dw, nr);
 }
 
 }  // namespace
 
-// y (N, C_out, H_out, W_out) ← conv2d(x, w) + bias, stride 1, groups 1 (bias may be None).
+// y (N, C_out, H_out, W_out) ← conv2d(x, w) + bias, groups 1 (bias may be None).
 void conv2d_direct_forward(const py::object& x_obj, const py::object& w_obj,
                            const py::object& bias_obj, const py::object& y_obj,
-                           std::ptrdiff_t ph, std::ptrdiff_t pw, std::ptrdiff_t dh,
-                           std::ptrdiff_t dw) {
+                           std::ptrdiff_t sh, std::ptrdiff_t sw, std::ptrdiff_t ph,
+                           std::ptrdiff_t pw, std::ptrdiff_t dh, std::ptrdiff_t dw) {
     const char* fn = "conv2d_direct_forward";
     const py::array x = as_ndarray(x_obj, fn, "x");
     const py::array w = as_ndarray(w_obj, fn, "w");
     py::array y = as_ndarray(y_obj, fn, "y");
-    const Direct d = check_direct(fn, x, w, "w", ph, pw, dh, dw);
+    const Direct d = check_direct(fn, x, w, "w", sh, sw, ph, pw, dh, dw);
     const std::ptrdiff_t n = x.shape(0);
     require_shape(y, {n, d.c_out, d.ho, d.wo}, fn, "y");
     if (!same_dtype(x, y)) {
@@ -548,15 +587,16 @@ void conv2d_direct_forward(const py::object& x_obj, const py::object& w_obj,
     }
 }
 
-// gw (C_out, C_in, k_h, k_w) ← ∂L/∂w of y = conv2d(x, w), stride 1, groups 1, from g = ∂L/∂y.
+// gw (C_out, C_in, k_h, k_w) ← ∂L/∂w of y = conv2d(x, w), groups 1, from g = ∂L/∂y.
 void conv2d_direct_wgrad(const py::object& g_obj, const py::object& x_obj,
-                         const py::object& gw_obj, std::ptrdiff_t ph, std::ptrdiff_t pw,
-                         std::ptrdiff_t dh, std::ptrdiff_t dw) {
+                         const py::object& gw_obj, std::ptrdiff_t sh, std::ptrdiff_t sw,
+                         std::ptrdiff_t ph, std::ptrdiff_t pw, std::ptrdiff_t dh,
+                         std::ptrdiff_t dw) {
     const char* fn = "conv2d_direct_wgrad";
     const py::array g = as_ndarray(g_obj, fn, "g");
     const py::array x = as_ndarray(x_obj, fn, "x");
     py::array gw = as_ndarray(gw_obj, fn, "gw");
-    const Direct d = check_direct(fn, x, gw, "gw", ph, pw, dh, dw);
+    const Direct d = check_direct(fn, x, gw, "gw", sh, sw, ph, pw, dh, dw);
     const std::ptrdiff_t n = x.shape(0);
     require_shape(g, {n, d.c_out, d.ho, d.wo}, fn, "g");
     if (!same_dtype(x, g)) {
@@ -585,15 +625,16 @@ void conv2d_direct_wgrad(const py::object& g_obj, const py::object& x_obj,
 
 void register_conv2d_direct(py::module_& m) {
     m.def("conv2d_direct_forward", &conv2d_direct_forward, py::arg("x"), py::arg("w"),
-          py::arg("bias"), py::arg("y"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
-          py::arg("dw"),
-          "y (N, C_out, Hout, Wout) <- conv2d(x, w) + bias (bias may be None), stride 1, "
-          "groups 1: the direct convolution (the GEMM micro-kernel reading a zero-padded copy "
-          "of each image in place)");
+          py::arg("bias"), py::arg("y"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
+          py::arg("pw"), py::arg("dh"), py::arg("dw"),
+          "y (N, C_out, Hout, Wout) <- conv2d(x, w) + bias (bias may be None), groups 1: the "
+          "direct convolution (the GEMM micro-kernel reading a zero-padded copy of each image, "
+          "split into its stride phases, in place)");
     m.def("conv2d_direct_wgrad", &conv2d_direct_wgrad, py::arg("g"), py::arg("x"),
-          py::arg("gw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
-          "gw (C_out, C_in, kh, kw) <- the weight gradient of y = conv2d(x, w) (stride 1, "
-          "groups 1) from g = dL/dy (N, C_out, Hout, Wout); gw is overwritten");
+          py::arg("gw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
+          py::arg("dh"), py::arg("dw"),
+          "gw (C_out, C_in, kh, kw) <- the weight gradient of y = conv2d(x, w) (groups 1) from "
+          "g = dL/dy (N, C_out, Hout, Wout); gw is overwritten");
     kernel_names().push_back("conv2d_direct_forward");
     kernel_names().push_back("conv2d_direct_wgrad");
 }

@@ -49,6 +49,7 @@ PYBIND11_MODULE(_C, m) {
     register_noise_schedule(m);
     register_logdet(m);
     register_normalization(m);
+    register_resample(m);
 
     m.def("num_threads", &minigen::num_threads,
           "Threads the parallel kernels use (OpenMP's default: OMP_NUM_THREADS or the core "

@@ -1,8 +1,8 @@
-"""csrc/conv2d_direct.cpp (the stride-1, groups-1 direct convolution of the native conv2d)
-against the numpy reference in float64: forward with and without bias, weight gradient;
-shapes drawn by hypothesis around the micro-tile sizes (output channels across the MR-row
-panels and the NR-column tiles of ∂Wᵀ, padded rows across NR pixels, K across the KC block),
-kernel sizes 1–5, paddings 0–3, dilations 1–3; the one-thread path, the split of a single
+"""csrc/conv2d_direct.cpp (the groups-1 direct convolution of the native conv2d) against the
+numpy reference in float64: forward with and without bias, weight gradient; shapes drawn by
+hypothesis around the micro-tile sizes (output channels across the MR-row panels and the
+NR-column tiles of ∂Wᵀ, padded rows across NR pixels, K across the KC block), kernel sizes
+1–5, strides 1–3 (the stride phases), paddings 0–3, dilations 1–3; the one-thread path, the split of a single
 image's tiles or ∂W's rows over threads, and the split of the batch with per-thread partial
 sums; and the argument errors."""
 from __future__ import annotations
@@ -30,11 +30,12 @@ def threads(request):
     C.set_num_threads(before)
 
 
-def _case(rng, n, c_in, c_out, h, w, k, p, d, dtype):
+def _case(rng, n, c_in, c_out, h, w, k, s, p, d, dtype):
     x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
     wt = rng.standard_normal((c_out, c_in) + k).astype(dtype)
     b = rng.standard_normal(c_out).astype(dtype)
-    ho, wo = h + 2 * p[0] - d[0] * (k[0] - 1), w + 2 * p[1] - d[1] * (k[1] - 1)
+    ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
     g = rng.standard_normal((n, c_out, ho, wo)).astype(dtype)
     return x, wt, b, g
 
@@ -43,20 +44,20 @@ def _tol(dtype, k):
     return (1e-5 if dtype == np.float32 else 1e-12) * max(1.0, np.sqrt(k))
 
 
-def _check(n, c_in, c_out, h, w, k, p, d, dtype, with_bias, seed):
+def _check(n, c_in, c_out, h, w, k, s, p, d, dtype, with_bias, seed):
     C = _C()
     rng = np.random.default_rng(seed)
-    x, wt, b, g = _case(rng, n, c_in, c_out, h, w, k, p, d, dtype)
+    x, wt, b, g = _case(rng, n, c_in, c_out, h, w, k, s, p, d, dtype)
     x0, w0, g0 = x.copy(), wt.copy(), g.copy()
     f64 = [a.astype(np.float64) for a in (x, wt, b, g)]
     y = np.full(g.shape, np.nan, dtype)
-    C.conv2d_direct_forward(x, wt, b if with_bias else None, y, p[0], p[1], d[0], d[1])
-    want = ref.conv2d_forward(f64[0], f64[1], f64[2] if with_bias else None, (1, 1), p, d, 1)
+    C.conv2d_direct_forward(x, wt, b if with_bias else None, y, *s, *p, *d)
+    want = ref.conv2d_forward(f64[0], f64[1], f64[2] if with_bias else None, s, p, d, 1)
     scale = np.abs(want).max() + 1
     np.testing.assert_allclose(y, want, atol=_tol(dtype, c_in * k[0] * k[1]) * scale, rtol=0)
     gw = np.full(wt.shape, np.nan, dtype)
-    C.conv2d_direct_wgrad(g, x, gw, p[0], p[1], d[0], d[1])
-    _, want_w, _ = ref.conv2d_backward(f64[3], f64[0], f64[1], (1, 1), p, d, 1)
+    C.conv2d_direct_wgrad(g, x, gw, *s, *p, *d)
+    _, want_w, _ = ref.conv2d_backward(f64[3], f64[0], f64[1], s, p, d, 1)
     scale = np.abs(want_w).max() + 1
     np.testing.assert_allclose(gw, want_w, atol=_tol(dtype, n * g[0, 0].size) * scale, rtol=0)
     for a, a0 in ((x, x0), (wt, w0), (g, g0)):
@@ -68,24 +69,25 @@ channels = st.one_of(st.integers(1, 12), st.sampled_from([15, 16, 17, 31, 32, 33
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(n=st.integers(1, 4), c_in=channels, c_out=channels, h=st.integers(1, 12),
-       w=st.integers(1, 40), kh=st.integers(1, 5), kw=st.integers(1, 5), ph=st.integers(0, 3),
-       pw=st.integers(0, 3), dh=st.integers(1, 3), dw=st.integers(1, 3),
-       with_bias=st.booleans(), seed=st.integers(0, 2**31 - 1))
+       w=st.integers(1, 40), kh=st.integers(1, 5), kw=st.integers(1, 5), sh=st.integers(1, 3),
+       sw=st.integers(1, 3), ph=st.integers(0, 3), pw=st.integers(0, 3), dh=st.integers(1, 3),
+       dw=st.integers(1, 3), with_bias=st.booleans(), seed=st.integers(0, 2**31 - 1))
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])   # set once per test
-def test_direct_matches_reference(threads, dtype, n, c_in, c_out, h, w, kh, kw, ph, pw, dh, dw,
-                                  with_bias, seed):
+def test_direct_matches_reference(threads, dtype, n, c_in, c_out, h, w, kh, kw, sh, sw, ph, pw,
+                                  dh, dw, with_bias, seed):
     # keep the kernel inside the padded image (smaller images raise: test_direct_errors)
     h = max(h, dh * (kh - 1) + 1 - 2 * ph)
     w = max(w, dw * (kw - 1) + 1 - 2 * pw)
-    _check(n, c_in, c_out, h, w, (kh, kw), (ph, pw), (dh, dw), dtype, with_bias, seed)
+    _check(n, c_in, c_out, h, w, (kh, kw), (sh, sw), (ph, pw), (dh, dw), dtype, with_bias, seed)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("n", [1, 3, 8])
-def test_direct_long_reduction_and_batch_splits(threads, n):
+def test_direct_long_reduction_and_batch_splits(threads, n, stride):
     """K = 40·9 = 360 across the 256-row KC block, 33 output channels (a ragged row panel and
     a second ∂Wᵀ column tile), 28×28 images (many pixel tiles): every thread split."""
-    _check(n, 40, 33, 28, 28, (3, 3), (1, 1), (1, 1), np.float32, True, 5)
+    _check(n, 40, 33, 28, 28, (3, 3), (stride, stride), (1, 1), (1, 1), np.float32, True, 5)
 
 
 def test_direct_errors():
@@ -94,24 +96,27 @@ def test_direct_errors():
     w = np.zeros((4, 3, 3, 3), np.float32)
     y = np.zeros((2, 4, 5, 5), np.float32)
     with pytest.raises(ValueError, match="y must have shape"):
-        C.conv2d_direct_forward(x, w, None, y[:, :, :4], 1, 1, 1, 1)
+        C.conv2d_direct_forward(x, w, None, y[:, :, :4], 1, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="C_in must match"):
-        C.conv2d_direct_forward(x, w[:, :2], None, y, 1, 1, 1, 1)
+        C.conv2d_direct_forward(x, w[:, :2], None, y, 1, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="share a dtype"):
-        C.conv2d_direct_forward(x, w.astype(np.float64), None, y, 1, 1, 1, 1)
+        C.conv2d_direct_forward(x, w.astype(np.float64), None, y, 1, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="bias must have shape"):
-        C.conv2d_direct_forward(x, w, np.zeros(3, np.float32), y, 1, 1, 1, 1)
+        C.conv2d_direct_forward(x, w, np.zeros(3, np.float32), y, 1, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="larger than the padded image"):
-        C.conv2d_direct_forward(x, w, None, y, 0, 0, 3, 3)
+        C.conv2d_direct_forward(x, w, None, y, 1, 1, 0, 0, 3, 3)
     with pytest.raises(ValueError, match="dilation"):
-        C.conv2d_direct_forward(x, w, None, y, 1, 1, 0, 1)
+        C.conv2d_direct_forward(x, w, None, y, 1, 1, 1, 1, 0, 1)
+    with pytest.raises(ValueError, match="stride"):
+        C.conv2d_direct_forward(x, w, None, y, 0, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="contiguous"):
-        C.conv2d_direct_forward(x[:, :, :, ::-1], w, None, y, 1, 1, 1, 1)
+        C.conv2d_direct_forward(x[:, :, :, ::-1], w, None, y, 1, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="share memory|overlap"):
-        C.conv2d_direct_forward(y, np.zeros((4, 4, 3, 3), np.float32), None, y, 1, 1, 1, 1)
+        C.conv2d_direct_forward(y, np.zeros((4, 4, 3, 3), np.float32), None, y,
+                                1, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="g must have shape"):
-        C.conv2d_direct_wgrad(y[:1], x, np.zeros_like(w), 1, 1, 1, 1)
+        C.conv2d_direct_wgrad(y[:1], x, np.zeros_like(w), 1, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="gw"):
-        C.conv2d_direct_wgrad(y, x, np.zeros((4, 3, 3, 3)), 1, 1, 1, 1)
+        C.conv2d_direct_wgrad(y, x, np.zeros((4, 3, 3, 3)), 1, 1, 1, 1, 1, 1)
     with pytest.raises(TypeError):
-        C.conv2d_direct_forward(x.tolist(), w, None, y, 1, 1, 1, 1)
+        C.conv2d_direct_forward(x.tolist(), w, None, y, 1, 1, 1, 1, 1, 1)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import minigen as mg
 import minigen._native as native
@@ -183,6 +183,50 @@ def test_interpolate_nearest_integer_factor(seed, nd, f, size, as_size):
         return x
 
     check_op(lambda t: F.interpolate(t, mode="nearest", **kw), ref, [x])
+
+
+@needs_native
+@given(seed=seeds, n=st.integers(1, 3), c=st.integers(1, 5), h=st.integers(1, 9),
+       w=st.integers(1, 9), fh=st.integers(1, 3), fw=st.integers(1, 3),
+       dtype=st.sampled_from([np.float32, np.float64]))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # patched per example
+def test_native_upsample_matches_numpy_path(monkeypatch, seed, n, c, h, w, fh, fw, dtype):
+    """csrc/resample.cpp against the numpy broadcast path of NearestUpsampleInt (the one every
+    non-numpy array takes): forward exactly, backward up to the order of the block sums."""
+    from minigen.ops import pooling
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    g = rng.standard_normal((n, c, h * fh, w * fw)).astype(dtype)
+
+    def run():
+        t = mg.tensor(x, requires_grad=True)
+        y = F.interpolate(t, scale_factor=(fh, fw), mode="nearest")
+        y.backward(mg.tensor(g))
+        return y.detach().numpy(), t.grad.numpy()
+
+    y_native, gx_native = run()
+    with monkeypatch.context() as mp:
+        mp.setattr(pooling, "_native_resample", lambda a, factors: None)
+        y_numpy, gx_numpy = run()
+    np.testing.assert_array_equal(y_native, y_numpy)
+    np.testing.assert_allclose(gx_native, gx_numpy, rtol=1e-6 if dtype == np.float32 else 1e-14,
+                               atol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@needs_native
+def test_native_upsample_argument_errors():
+    m = native.module()
+    x = np.zeros((2, 3, 4, 5), np.float32)
+    with pytest.raises(ValueError, match="y must have shape"):
+        m.upsample_nearest2d(x, np.zeros((2, 3, 8, 9), np.float32), 2, 2)
+    with pytest.raises(ValueError, match="share a dtype"):
+        m.upsample_nearest2d(x, np.zeros((2, 3, 8, 10)), 2, 2)
+    with pytest.raises(ValueError, match="factors"):
+        m.upsample_nearest2d(x, np.zeros((2, 3, 0, 10), np.float32), 0, 2)
+    with pytest.raises(ValueError, match="4-D"):
+        m.upsample_nearest2d(x[0], np.zeros((3, 8, 10), np.float32), 2, 2)
+    with pytest.raises(ValueError, match="contiguous"):
+        m.upsample_nearest2d_backward(np.zeros((2, 3, 8, 10), np.float32), x[..., ::-1], 2, 2)
 
 
 def test_interpolate_nearest_matches_torch_mixed():

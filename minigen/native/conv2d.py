@@ -1,14 +1,14 @@
-"""conv2d family, native CPU version: a direct convolution for stride 1 and groups 1
+"""conv2d family, native CPU version: a direct convolution for groups 1
 (csrc/conv2d_direct.cpp), and for the rest C++ im2col/col2im (csrc/conv2d.cpp) + minigen's
 GEMM (csrc/gemm.cpp through ``native/gemm.py``).
 
 The math and the family interface: ``minigen/reference/conv2d.py``.
 
-Stride 1, groups 1 (``_direct``; all but two convolutions of the E2 UNet): the GEMM
-micro-kernel reads its B operand in place from a zero-padded copy of each image, the output
-numbered at the padded width so that row k = (c, i, j) of B is the padded image shifted by
-c·H_p·W_p + i·d_h·W_p + j·d_w (the derivation is at the top of conv2d_direct.cpp). No column
-matrix is written, read or packed. The forward adds the bias in its copy-out; the input
+Groups 1 (``_direct``; every convolution of the E2 UNet): the GEMM micro-kernel reads its B
+operand in place from a zero-padded copy of each image, the output numbered at the padded
+width so that row k = (c, i, j) of B is the padded image shifted by c·H_p·W_p + i·d_h·W_p +
+j·d_w (with a stride, the image is first split into its stride phases; the derivation is at
+the top of conv2d_direct.cpp). No column matrix is written, read or packed. The forward adds the bias in its copy-out; the input
 gradient is the same forward on g with the flipped weights (``_dgrad_as_conv``); the weight
 gradient is the direct ∂Wᵀ kernel, also for 1×1 kernels (one call instead of a GEMM per
 image). Measured at batch 64, float32, 2 threads, 2-core AVX-512 EPYC, training paused
@@ -19,7 +19,8 @@ forward | weight gradient | input gradient: 32→32 at 28×28 327 vs 119 | 281 v
 185 | 280 vs 155 | 282 vs 176; 1×1 weight gradients 182–278 vs 48–110. E2 training step
 (``bench_e2_unet.py --profile-only``): 344 → 211 ms. The price: W_p − W_out dropped columns per padded row (7% at 28×28, 22% at 7×7).
 
-Everything else (strides > 1, groups > 1, ``USE_DIRECT = False``): each product is a GEMM on
+Everything else (groups > 1, the input gradient of a strided convolution, ``USE_DIRECT =
+False``): each product is a GEMM on
 the column matrix X_col, built for a chunk of m images in the "wide" layout
 (C_in·k_h·k_w, m·P), P = H_out·W_out, so that one GEMM per group covers the whole chunk:
 
@@ -114,8 +115,8 @@ USE_DIRECT = True
 
 
 def _direct(w, stride, padding, dilation, groups):
-    """Stride 1, groups 1 and not a plain 1×1 product: the direct convolution applies."""
-    return USE_DIRECT and groups == 1 and tuple(stride) == (1, 1) and \
+    """Groups 1 and not a plain 1×1 product: the direct convolution applies."""
+    return USE_DIRECT and groups == 1 and \
         not _pointwise(*w.shape[2:], stride, padding, dilation)
 
 
@@ -126,7 +127,7 @@ def _forward(x, w, stride, padding, dilation, groups, b=None):
         n, _, h, wd = x.shape
         ho, wo = _out_hw(h, wd, *w.shape[2:], stride, padding, dilation)
         y = np.empty((n, w.shape[0], ho, wo), dtype=x.dtype)
-        _C().conv2d_direct_forward(x, w, b, y, padding[0], padding[1], dilation[0], dilation[1])
+        _C().conv2d_direct_forward(x, w, b, y, *stride, *padding, *dilation)
         return y
     y = _forward_gemm(x, w, stride, padding, dilation, groups)
     if b is not None:
@@ -190,10 +191,12 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
         gw = _backward(g, x, w, stride, padding, dilation, groups, False, True)[1] \
             if need_w else None
         return gx, gw
-    if need_w and not need_x and _direct(w, stride, padding, dilation, groups):
+    if need_w and _direct(w, stride, padding, dilation, groups):
         gw = np.empty(w.shape, dtype=g.dtype)
-        _C().conv2d_direct_wgrad(g, x, gw, padding[0], padding[1], dilation[0], dilation[1])
-        return None, gw
+        _C().conv2d_direct_wgrad(g, x, gw, *stride, *padding, *dilation)
+        gx = _backward(g, x, w, stride, padding, dilation, groups, True, False)[0] \
+            if need_x else None
+        return gx, gw
     n, c_in, h, wd = x.shape if x is not None else x_shape
     c_out, cg, kh, kw = w.shape
     ho, wo = g.shape[2:]
@@ -209,7 +212,7 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
             _gemm(wgt, gg, gx.reshape(n, groups, cg, p))
         if need_w and groups == 1 and USE_DIRECT:   # one call instead of n small GEMMs
             gw = gw.reshape(w.shape)                  # (E2's 96→32 at 28×28: 5.0 → 1.7 ms)
-            _C().conv2d_direct_wgrad(g, x, gw, 0, 0, 1, 1)
+            _C().conv2d_direct_wgrad(g, x, gw, 1, 1, 0, 0, 1, 1)
         elif need_w:
             xg = x.reshape(n, groups, cg, p)
             for i in range(n):
