@@ -39,7 +39,13 @@ PYBIND11_MODULE(_C, m) {
           "  p -= lr*d\n"
           "With momentum == 0 it is plain SGD (p -= lr*(g + wd*p)) and buf is left alone.");
 
-    for (const char* name : {"erf", "adam_step", "sgd_momentum_step"}) {
+    m.def("add_broadcast", &minigen::add_broadcast, py::arg("big"), py::arg("small"),
+          py::arg("out"),
+          "out[i] = big[i] + small[i // L], L = big.size // small.size: a same-shape add "
+          "(L = 1) or small constant over big's trailing dims, e.g. (N, C, H, W) + (N, C, 1, 1). "
+          "C-contiguous float32/float64 arrays of one dtype; out has big's size.");
+
+    for (const char* name : {"erf", "add_broadcast", "adam_step", "sgd_momentum_step"}) {
         kernel_names().push_back(name);
     }
     register_gemm(m);

@@ -108,6 +108,70 @@ def test_erf_rejects_bad_input():
         C.erf([1.0, 2.0])
 
 
+# ---- add_broadcast (the engine's large adds) ---------------------------------------------
+ADD_CASES = [((1_048_583,), (1_048_583,)),            # same shape, over the OpenMP threshold
+             ((7, 3), (7, 3)), ((64, 32, 28, 28), (64, 32, 1, 1)),   # the time embedding
+             ((5, 3, 1, 9), (5, 3, 1, 1)), ((4, 2, 3), (4, 1, 1)), ((3, 4), (3, 1))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("big_shape,small_shape", ADD_CASES)
+def test_add_broadcast_matches_numpy(threads, dtype, big_shape, small_shape, rng):
+    big = rng.standard_normal(big_shape).astype(dtype)
+    small = rng.standard_normal(small_shape).astype(dtype)
+    for n in (1, 2):
+        C.set_num_threads(n)
+        out = np.full(big_shape, np.nan, dtype)
+        C.add_broadcast(big, small, out)
+        np.testing.assert_array_equal(out, big + small)   # one rounding each: exact
+
+
+@pytest.mark.parametrize("a_shape,b_shape,native", [
+    ((64, 32, 28, 28), (64, 32, 1, 1), True), ((64, 32, 1, 1), (64, 32, 28, 28), True),
+    ((64, 32, 28, 28), (64, 32, 28, 28), True), ((2, 300_000), (2, 1), True),
+    ((64, 32, 28, 28), (32, 1, 1), False), ((600, 600), (600,), False),   # middle broadcasts
+    ((8, 1), (1, 8), False), ((7, 3), (7, 1), False)])                    # outer, small
+def test_engine_add_takes_the_native_path_only_where_it_applies(a_shape, b_shape, native, rng):
+    """minigen's Add (ops/elementwise.py) against numpy, forward and both gradients, on the
+    broadcasts the native kernel takes and on ones it must leave to numpy."""
+    import minigen as mg
+    from minigen.ops.elementwise import _native_add
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    out_shape = np.broadcast_shapes(a_shape, b_shape)
+    assert (_native_add(a, b) is not None) == native
+    ta, tb = mg.tensor(a, requires_grad=True), mg.tensor(b, requires_grad=True)
+    y = ta + tb
+    np.testing.assert_array_equal(y.detach().numpy(), a + b)
+    g = rng.standard_normal(out_shape).astype(np.float32)
+    y.backward(mg.tensor(g))
+    np.testing.assert_allclose(ta.grad.numpy(), _unbroadcast(g, a_shape), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(tb.grad.numpy(), _unbroadcast(g, b_shape), rtol=1e-5, atol=1e-3)
+
+
+def _unbroadcast(g, shape):
+    g = g.astype(np.float64)
+    while g.ndim > len(shape):
+        g = g.sum(0)
+    for ax, n in enumerate(shape):
+        if n == 1 and g.shape[ax] != 1:
+            g = g.sum(ax, keepdims=True)
+    return g
+
+
+def test_add_broadcast_rejects_bad_input():
+    a = np.ones((4, 6), np.float32)
+    with pytest.raises(ValueError, match="share a dtype"):
+        C.add_broadcast(a, np.ones((4, 1)), np.empty_like(a))
+    with pytest.raises(ValueError, match="must divide"):
+        C.add_broadcast(a, np.ones(5, np.float32), np.empty_like(a))
+    with pytest.raises(ValueError, match="contiguous"):
+        C.add_broadcast(np.ones((4, 12), np.float32)[:, ::2], np.ones(4, np.float32),
+                        np.empty_like(a))
+    with pytest.raises(ValueError, match="share memory"):
+        C.add_broadcast(a, np.ones(4, np.float32), a)
+
+
 # ---- Adam / AdamW -----------------------------------------------------------------------------
 
 def adam_reference(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
