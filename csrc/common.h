@@ -54,6 +54,7 @@ std::vector<std::string>& kernel_names();
 py::array erf(const py::object& x);  // elementwise.cpp
 void add_broadcast(const py::object& big, const py::object& small,
                    const py::object& out);  // elementwise.cpp
+void copy_rows(const py::object& src, const py::object& dst);  // elementwise.cpp
 
 void adam_step(const py::object& param, const py::object& grad, const py::object& exp_avg,
                const py::object& exp_avg_sq, double lr, double beta1, double beta2, double eps,

@@ -45,7 +45,13 @@ PYBIND11_MODULE(_C, m) {
           "(L = 1) or small constant over big's trailing dims, e.g. (N, C, H, W) + (N, C, 1, 1). "
           "C-contiguous float32/float64 arrays of one dtype; out has big's size.");
 
-    for (const char* name : {"erf", "add_broadcast", "adam_step", "sgd_momentum_step"}) {
+    m.def("copy_rows", &minigen::copy_rows, py::arg("src"), py::arg("dst"),
+          "dst[r, :] = src[r, :]: src a C-contiguous 2-D float32/float64 array, dst of its "
+          "shape and dtype with contiguous rows at any row stride (one input's block of a "
+          "concatenation).");
+
+    for (const char* name : {"erf", "add_broadcast", "copy_rows", "adam_step",
+                             "sgd_momentum_step"}) {
         kernel_names().push_back(name);
     }
     register_gemm(m);

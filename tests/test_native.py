@@ -159,6 +159,41 @@ def _unbroadcast(g, shape):
     return g
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes,axis", [
+    ([(64, 64, 28, 28), (64, 32, 28, 28)], 1),       # the UNet's skip concatenation
+    ([(3, 5, 7), (3, 1, 7), (3, 0, 7), (3, 4, 7)], 1),   # small: numpy's path; an empty input
+    ([(2, 300_000), (1, 300_000)], 0), ([(600, 300), (600, 500)], -1)])
+def test_engine_cat_matches_numpy(threads, dtype, shapes, axis, rng):
+    """minigen.cat (ops/shape.py Cat; the native copy_rows for large inputs) against
+    np.concatenate, on one and two threads, and its gradient (slices of g)."""
+    import minigen as mg
+    xs = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    want = np.concatenate(xs, axis=axis)
+    for n in (1, 2):
+        C.set_num_threads(n)
+        ts = [mg.tensor(x, requires_grad=True) for x in xs]
+        y = mg.cat(ts, axis)
+        np.testing.assert_array_equal(y.detach().numpy(), want)
+    g = rng.standard_normal(want.shape).astype(dtype)
+    y.backward(mg.tensor(g))
+    bounds = np.cumsum([0] + [x.shape[axis] for x in xs])
+    for t, a, b in zip(ts, bounds[:-1], bounds[1:]):
+        np.testing.assert_array_equal(t.grad.numpy(), np.take(g, np.arange(a, b), axis=axis))
+
+
+def test_copy_rows_rejects_bad_input():
+    out = np.zeros((4, 10), np.float32)
+    with pytest.raises(ValueError, match="dst must have shape"):
+        C.copy_rows(np.ones((4, 3), np.float32), out[:, :4])
+    with pytest.raises(ValueError, match="contiguous, non-overlapping rows"):
+        C.copy_rows(np.ones((4, 3), np.float32), out[:, 0:6:2])
+    with pytest.raises(ValueError, match="share a dtype"):
+        C.copy_rows(np.ones((4, 3)), out[:, :3])
+    with pytest.raises(ValueError, match="share memory"):
+        C.copy_rows(out[0:1, 0:5], out[0:1, 3:8])
+
+
 def test_add_broadcast_rejects_bad_input():
     a = np.ones((4, 6), np.float32)
     with pytest.raises(ValueError, match="share a dtype"):
