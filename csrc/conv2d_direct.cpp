@@ -389,6 +389,13 @@ void direct_forward(const T* x, const T* w, const T* bias, T* y, std::ptrdiff_t 
     const Kernels<T> kern = pick_kernels<T>();
     const std::ptrdiff_t mpad = round_up(d.c_out, kern.mr);
     const std::ptrdiff_t ldo = round_up(d.jq, kern.nr);
+    if (d.k == 0) {   // no input channels: the empty sum, y = bias
+        for (std::ptrdiff_t i = 0; i < n * d.c_out; ++i) {
+            std::fill(y + i * d.ho * d.wo, y + (i + 1) * d.ho * d.wo,
+                      bias ? bias[i % d.c_out] : T(0));
+        }
+        return;
+    }
     // W as ⌈C_out/MR⌉ panels of K × MR, zero rows past C_out
     std::vector<T> a(mpad * d.k, T(0));
     for (std::ptrdiff_t o = 0; o < d.c_out; ++o) {

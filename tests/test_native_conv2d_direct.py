@@ -90,6 +90,59 @@ def test_direct_long_reduction_and_batch_splits(threads, n, stride):
     _check(n, 40, 33, 28, 28, (3, 3), (stride, stride), (1, 1), (1, 1), np.float32, True, 5)
 
 
+def test_direct_empty_batch_and_no_input_channels():
+    C = _C()
+    x = np.zeros((0, 3, 5, 5), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    y = np.zeros((0, 4, 5, 5), np.float32)
+    C.conv2d_direct_forward(x, w, None, y, 1, 1, 1, 1, 1, 1)
+    gw = np.full(w.shape, np.nan, np.float32)
+    C.conv2d_direct_wgrad(y, x, gw, 1, 1, 1, 1, 1, 1)
+    np.testing.assert_array_equal(gw, 0)                  # an empty sum
+    x0 = np.zeros((2, 0, 5, 5), np.float32)               # K = 0: y is the bias
+    y0 = np.full((2, 4, 5, 5), np.nan, np.float32)
+    bias = np.arange(4, dtype=np.float32)
+    C.conv2d_direct_forward(x0, np.zeros((4, 0, 3, 3), np.float32), bias, y0, 1, 1, 1, 1, 1, 1)
+    np.testing.assert_array_equal(y0, np.broadcast_to(bias.reshape(1, 4, 1, 1), y0.shape))
+
+
+@pytest.mark.parametrize("limit", [0, 1 << 30])
+def test_large_images_leave_the_direct_kernel(monkeypatch, limit):
+    """Above DIRECT_MAX_IMAGE_BYTES per image the native conv2d takes its GEMM paths (no
+    per-thread copy of a huge image); the results agree with the reference either way."""
+    from minigen.native import conv2d as nat
+    monkeypatch.setattr(nat, "DIRECT_MAX_IMAGE_BYTES", limit)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 8))
+    w = rng.standard_normal((5, 3, 3, 3))
+    b = rng.standard_normal(5)
+    g = rng.standard_normal((2, 5, 5, 4))
+    calls = []
+    real = _C()
+    monkeypatch.setattr(nat, "_C", lambda: _Spy(real, calls))
+    for stride in [(1, 1), (2, 2)]:
+        y = nat.conv2d_forward(x, w, b, stride, (1, 1), (1, 1), 1)
+        np.testing.assert_allclose(y, ref.conv2d_forward(x, w, b, stride, (1, 1), (1, 1), 1),
+                                   rtol=1e-10, atol=1e-10)
+        gy = g if stride == (2, 2) else rng.standard_normal(y.shape)
+        got = nat.conv2d_backward(gy, x, w, stride, (1, 1), (1, 1), 1)
+        want = ref.conv2d_backward(gy, x, w, stride, (1, 1), (1, 1), 1)
+        for a, r in zip(got, want):
+            np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-10)
+    assert any(c.startswith("conv2d_direct") for c in calls) == (limit > 0)
+
+
+class _Spy:
+    """minigen._C with the names of the kernels called recorded."""
+
+    def __init__(self, module, calls):
+        self._module, self._calls = module, calls
+
+    def __getattr__(self, name):
+        self._calls.append(name)
+        return getattr(self._module, name)
+
+
 def test_direct_errors():
     C = _C()
     x = np.zeros((2, 3, 5, 5), np.float32)

@@ -114,16 +114,27 @@ def _geom(kh, kw, stride, padding, dilation):
 USE_DIRECT = True
 
 
-def _direct(w, stride, padding, dilation, groups):
-    """Groups 1 and not a plain 1×1 product: the direct convolution applies."""
-    return USE_DIRECT and groups == 1 and \
-        not _pointwise(*w.shape[2:], stride, padding, dilation)
+# The direct kernel copies one padded image per thread (C_in·H_p·W_p) and buffers its output
+# (C_out·H_out·W_p); above this many bytes for either, the convolution takes the GEMM paths,
+# which stream through CHUNK_BYTES instead (the per-thread buffers are kept between calls).
+DIRECT_MAX_IMAGE_BYTES = 64 << 20
+
+
+def _direct(w, stride, padding, dilation, groups, x_shape, itemsize):
+    """Groups 1, not a plain 1×1 product, one image's buffers within DIRECT_MAX_IMAGE_BYTES:
+    the direct convolution applies."""
+    if not (USE_DIRECT and groups == 1 and
+            not _pointwise(*w.shape[2:], stride, padding, dilation)):
+        return False
+    hp, wp = x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
+    ho = _out_hw(*x_shape[2:], *w.shape[2:], stride, padding, dilation)[0]
+    return itemsize * max(x_shape[1] * hp * wp, w.shape[0] * ho * wp) <= DIRECT_MAX_IMAGE_BYTES
 
 
 def _forward(x, w, stride, padding, dilation, groups, b=None):
     """conv2d(x, w) (+ b when given); x, w, b C-contiguous, one dtype. Returns (N, C_out,
     H_out, W_out)."""
-    if _direct(w, stride, padding, dilation, groups):    # B read in place, bias in the copy-out
+    if _direct(w, stride, padding, dilation, groups, x.shape, x.itemsize):   # bias in copy-out
         n, _, h, wd = x.shape
         ho, wo = _out_hw(h, wd, *w.shape[2:], stride, padding, dilation)
         y = np.empty((n, w.shape[0], ho, wo), dtype=x.dtype)
@@ -191,7 +202,7 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
         gw = _backward(g, x, w, stride, padding, dilation, groups, False, True)[1] \
             if need_w else None
         return gx, gw
-    if need_w and _direct(w, stride, padding, dilation, groups):
+    if need_w and _direct(w, stride, padding, dilation, groups, x.shape, x.itemsize):
         gw = np.empty(w.shape, dtype=g.dtype)
         _C().conv2d_direct_wgrad(g, x, gw, *stride, *padding, *dilation)
         gx = _backward(g, x, w, stride, padding, dilation, groups, True, False)[0] \
@@ -210,8 +221,10 @@ def _backward(g, x, w, stride, padding, dilation, groups, need_x, need_w, x_shap
         gg = g.reshape(n, groups, og, p)
         if need_x:
             _gemm(wgt, gg, gx.reshape(n, groups, cg, p))
-        if need_w and groups == 1 and USE_DIRECT:   # one call instead of n small GEMMs
-            gw = gw.reshape(w.shape)                  # (E2's 96→32 at 28×28: 5.0 → 1.7 ms)
+        if need_w and groups == 1 and USE_DIRECT and \
+                dt.itemsize * max(c_in, c_out) * p <= DIRECT_MAX_IMAGE_BYTES:
+            # one call instead of n small GEMMs
+            gw = gw.reshape(w.shape)   # (E2's 96→32 at 28×28: 5.0 → 1.7 ms)
             _C().conv2d_direct_wgrad(g, x, gw, 1, 1, 0, 0, 1, 1)
         elif need_w:
             xg = x.reshape(n, groups, cg, p)
