@@ -1,10 +1,10 @@
-"""csrc/conv2d_direct.cpp (the groups-1 direct convolution of the native conv2d) against the
-numpy reference in float64: forward with and without bias, weight gradient; shapes drawn by
-hypothesis around the micro-tile sizes (output channels across the MR-row panels and the
-NR-column tiles of ∂Wᵀ, padded rows across NR pixels, K across the KC block), kernel sizes
-1–5, strides 1–3 (the stride phases), paddings 0–3, dilations 1–3; the one-thread path, the split of a single
-image's tiles or ∂W's rows over threads, and the split of the batch with per-thread partial
-sums; and the argument errors."""
+"""csrc/conv2d_direct.cpp (the groups-1 direct convolution of the native conv2d) against the numpy
+reference in float64: forward with and without bias, weight gradient; shapes drawn by
+hypothesis around the micro-tile sizes (output channels across the MR-row panels and the NR-
+column tiles of ∂Wᵀ, padded rows across NR pixels, K across the KC block), kernel sizes 1–5,
+strides 1–3 (the stride phases), paddings 0–3, dilations 1–3; the one-thread path, the split of
+a single image's tiles or ∂W's rows over threads, and the split of the batch with per-thread
+partial sums; and the argument errors."""
 from __future__ import annotations
 
 import numpy as np

@@ -5,24 +5,25 @@ GEMM (csrc/gemm.cpp through ``native/gemm.py``).
 The math and the family interface: ``minigen/reference/conv2d.py``.
 
 Groups 1 (``_direct``; every convolution of the E2 UNet): the GEMM micro-kernel reads its B
-operand in place from a zero-padded copy of each image, the output numbered at the padded
-width so that row k = (c, i, j) of B is the padded image shifted by c·H_p·W_p + i·d_h·W_p +
-j·d_w (with a stride, the image is first split into its stride phases; the derivation is at
-the top of conv2d_direct.cpp). No column matrix is written, read or packed. The forward adds the bias in its copy-out; the input
-gradient is the same forward on g with the flipped weights (``_dgrad_as_conv``); the weight
-gradient is the direct ∂Wᵀ kernel, also for 1×1 kernels (one call instead of a GEMM per
-image). Measured at batch 64, float32, 2 threads, 2-core AVX-512 EPYC, training paused
-(``python benchmarks/bench_conv2d.py --e2-shapes``), GFLOP/s direct vs the im2col/GEMM paths,
-forward | weight gradient | input gradient: 32→32 at 28×28 327 vs 119 | 281 vs 65 | 337 vs
-119; 64→64 at 28×28 369 vs 249 | 349 vs 205 | 372 vs 250; 96→32 at 28×28 352 vs 193 | 346 vs
-150 | 368 vs 299; 64→64 at 14×14 343 vs 142 | 309 vs 178 | 344 vs 217; 64→64 at 7×7 291 vs
-185 | 280 vs 155 | 282 vs 176; 1×1 weight gradients 182–278 vs 48–110. E2 training step
-(``bench_e2_unet.py --profile-only``): 344 → 211 ms. The price: W_p − W_out dropped columns per padded row (7% at 28×28, 22% at 7×7).
+operand in place from a zero-padded copy of each image, the output numbered at the padded width
+so that row k = (c, i, j) of B is the padded image shifted by c·H_p·W_p + i·d_h·W_p + j·d_w
+(with a stride, the image is first split into its stride phases; the derivation is at the top
+of conv2d_direct.cpp). No column matrix is written, read or packed. The forward adds the bias
+in its copy-out; the input gradient is the same forward on g with the flipped weights
+(``_dgrad_as_conv``); the weight gradient is the direct ∂Wᵀ kernel, also for 1×1 kernels (one
+call instead of a GEMM per image). Measured at batch 64, float32, 2 threads, 2-core AVX-512
+EPYC, training paused (``python benchmarks/bench_conv2d.py --e2-shapes``), GFLOP/s direct vs
+the im2col/GEMM paths, forward | weight gradient | input gradient: 32→32 at 28×28 327 vs 119 |
+281 vs 65 | 337 vs 119; 64→64 at 28×28 369 vs 249 | 349 vs 205 | 372 vs 250; 96→32 at 28×28 352
+vs 193 | 346 vs 150 | 368 vs 299; 64→64 at 14×14 343 vs 142 | 309 vs 178 | 344 vs 217; 64→64 at
+7×7 291 vs 185 | 280 vs 155 | 282 vs 176; 1×1 weight gradients 182–278 vs 48–110. E2 training
+step (``bench_e2_unet.py --profile-only``): 344 → 211 ms. The price: W_p − W_out dropped
+columns per padded row (7% at 28×28, 22% at 7×7).
 
 Everything else (groups > 1, the input gradient of a strided convolution, ``USE_DIRECT =
-False``): each product is a GEMM on
-the column matrix X_col, built for a chunk of m images in the "wide" layout
-(C_in·k_h·k_w, m·P), P = H_out·W_out, so that one GEMM per group covers the whole chunk:
+False``): each product is a GEMM on the column matrix X_col, built for a chunk of m images in
+the "wide" layout (C_in·k_h·k_w, m·P), P = H_out·W_out, so that one GEMM per group covers the
+whole chunk:
 
     forward  Y    = W X_col                (C_out/G × K) · (K × m·P), then Y → (m, C_out, P)
     wgrad    ∂W  += G X_colᵀ               (C_out/G × m·P) · (m·P × K), G copied to (C_out, m·P)
@@ -34,20 +35,23 @@ The chunk (``CHUNK_BYTES`` of columns, one image for K1) keeps X_col in cache be
 by im2col and its read by the GEMM; the buffers are allocated once per call. A 1×1 kernel with
 stride 1 and no padding needs no im2col: X_col is the image itself.
 
-Where the time went on these GEMM paths, before the direct kernel (K1, float32, 2 threads, 2-core AVX-512 EPYC, nothing else running):
-forward ≈ 9–10 ms, backward ≈ 20–22 ms, almost all of it in the GEMMs (≈ 250 GFLOP/s on these
-shapes), the im2col passes ≈ 3 ms per forward + backward. Until this session the products went
-through numpy's OpenBLAS, which that machine's environment pins to its Haswell/AVX2 kernels
-(OPENBLAS_CORETYPE): ~105 GFLOP/s per core, K1 forward + backward ≈ 48 ms; and OpenBLAS's
-spinning worker threads made im2col/col2im run single-threaded between the GEMMs. With one
-OpenMP pool for both, im2col/col2im run on all threads (``parallel=True``).
+Where the time went on these GEMM paths, before the direct kernel (K1, float32, 2 threads,
+2-core AVX-512 EPYC, nothing else running): forward ≈ 9–10 ms, backward ≈ 20–22 ms, almost all
+of it in the GEMMs (≈ 250 GFLOP/s on these shapes), the im2col passes ≈ 3 ms per forward +
+backward. Until this session the products went through numpy's OpenBLAS, which that machine's
+environment pins to its Haswell/AVX2 kernels (OPENBLAS_CORETYPE): ~105 GFLOP/s per core, K1
+forward + backward ≈ 48 ms; and OpenBLAS's spinning worker threads made im2col/col2im run
+single-threaded between the GEMMs. With one OpenMP pool for both, im2col/col2im run on all
+threads (``parallel=True``).
 
 Tried and dropped (2-core EPYC, K2 32×32 3×3 at 28×28, batch 64): the shifted-GEMM columns for
 stride 1 (pad the chunk once, every column row a single memcpy of the flat padded buffer
 shifted by i·d_h·W_p + j·d_w, the GEMM run over the padded grid and cropped) halve the column
 build (17 vs 37 µs per image) but add (H_p·W_p)/(H_out·W_out) = 1.15× to the GEMM (+20 µs per
 image at 1 thread) and a strided crop: 15.9 vs 12.1 ms forward at 1 thread, no clear gain at 2.
-Column row building is at ~24 GB/s per thread already; the GEMMs are what is left.
+Column row building is at ~24 GB/s per thread already; the GEMMs are what is left. (The
+direct kernel above uses the same shifted rows, but inside the micro-kernel: no column matrix
+written, no packing of it. That, not the cheaper column build, is what gained 2–3×.)
 Also tried (this session): the forward GEMM writing each image's output straight into y (a
 batched GEMM over the chunk's images) instead of a chunk buffer and one transposing copy:
 the kernels alone timed the same, the K1 forward + backward through the op layer went from
