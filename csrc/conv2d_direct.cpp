@@ -89,6 +89,13 @@ Direct make_direct(std::ptrdiff_t c_in, std::ptrdiff_t c_out, std::ptrdiff_t h,
     d.wp = w + 2 * pw;
     d.hs = (d.hp + sh - 1) / sh;
     d.ws = (d.wp + sw - 1) / sw;
+    if (sh == 1 && sw == 1 && pw <= dw * (kw - 1)) {
+        // stride 1: rows share their padding. At a row pitch of W + p_w, the p_w zeros that
+        // start row r + 1 are also the right border of row r, and an output row (W_out =
+        // W + 2p_w − d_w(k_w − 1) ≤ W + p_w) still fits in one pitch: p_w dropped columns per
+        // row instead of 2p_w (3×3: 1 of 29 at 28×28, 1 of 8 at 7×7, instead of 2 of 30 and 9).
+        d.ws = w + pw;
+    }
     d.ho = (d.hp - dh * (kh - 1) - 1) / sh + 1;
     d.wo = (d.wp - dw * (kw - 1) - 1) / sw + 1;
     d.k = c_in * kh * kw;
@@ -145,16 +152,18 @@ void pad_image(const T* __restrict x, T* __restrict xp, const Direct& d) {
         std::fill(p, xp + d.padded, T(0));
         return;
     }
+    // rows of pitch W_s (W_p, or W + p_w with shared borders: make_direct), each p_w zeros
+    // then the image row then zeros to the pitch; p_h zero rows above and below each plane
     for (std::ptrdiff_t c = 0; c < d.c_in; ++c) {
-        std::fill(p, p + d.ph * d.wp, T(0));
-        p += d.ph * d.wp;
-        for (std::ptrdiff_t r = 0; r < d.h; ++r, p += d.wp) {
+        std::fill(p, p + d.ph * d.ws, T(0));
+        p += d.ph * d.ws;
+        for (std::ptrdiff_t r = 0; r < d.h; ++r, p += d.ws) {
             std::fill(p, p + d.pw, T(0));
             std::memcpy(p + d.pw, x + (c * d.h + r) * d.w, sizeof(T) * d.w);
-            std::fill(p + d.pw + d.w, p + d.wp, T(0));
+            std::fill(p + d.pw + d.w, p + d.ws, T(0));
         }
-        std::fill(p, p + d.ph * d.wp, T(0));
-        p += d.ph * d.wp;
+        std::fill(p, p + d.ph * d.ws, T(0));
+        p += d.ph * d.ws;
     }
     std::fill(p, xp + d.padded, T(0));
 }
