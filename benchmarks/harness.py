@@ -204,6 +204,15 @@ def _fmt_time(s: float) -> str:
     return f"{s:.3f} s"
 
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _repo_relative(arg: str) -> str:
+    """A command-line word with this checkout's absolute path made relative to it (the saved
+    command then reads the same on every machine)."""
+    return arg.replace(_REPO + os.sep, "") if _REPO + os.sep in arg else arg
+
+
 class Report:
     """Rows of results: printed as a table, saved as JSON with the machine and thread setup."""
 
@@ -212,7 +221,8 @@ class Report:
         self.title = title
         self.threads = threads
         self.ceilings = ceilings or {}
-        self.command = command or " ".join([os.path.basename(sys.executable)] + sys.argv)
+        self.command = command or " ".join([os.path.basename(sys.executable)] +
+                                           [_repo_relative(a) for a in sys.argv])
         self.rows: list[dict] = []
         self.background_busy: float | None = None
 

@@ -30,12 +30,11 @@ def script(name: str) -> str:
 
 
 def run(name: str, repeats, json_path: str, args) -> int:
-    cmd = [sys.executable, script(name), "--wait-quiet", str(args.wait_quiet), "--threads",
-           str(args.threads), "--json", json_path]
+    cmd = [sys.executable, os.path.relpath(script(name)), "--wait-quiet", str(args.wait_quiet),
+           "--threads", str(args.threads), "--json", os.path.relpath(json_path)]
     if repeats is not None:
         cmd += ["--repeats", str(repeats)]
-    print(f"\n$ {' '.join(os.path.relpath(c) if c.startswith(HERE) else c for c in cmd[1:])}",
-          flush=True)
+    print(f"\n$ python {' '.join(cmd[1:])}", flush=True)
     t0 = time.time()
     rc = subprocess.call(cmd)
     print(f"[{name}: exit {rc}, {time.time() - t0:.0f} s]", flush=True)

@@ -15,8 +15,9 @@
 //
 // so row k of the product's B is the flat padded image shifted by off_k: the NR pixels of a
 // micro-tile are NR consecutive numbers in memory, one or two vector loads. The pixels with
-// b ≥ W_out (W_p − W_out of every padded row; at 28×28 with a 3×3 kernel, 2 of 30) are computed
-// and dropped when the tile is copied out. The input gradient of a stride-1 convolution is the
+// b ≥ W_out are computed and dropped when the tile is copied out; rows that share their zero
+// border (pitch W + p_w instead of W_p, make_direct) leave p_w of them per row: at 28×28 with a
+// 3×3 kernel, 1 of 29. The input gradient of a stride-1 convolution is the
 // same product on g with the flipped weights (native/conv2d.py).
 //
 // Stride s: split the padded image into its s_h·s_w phases, x_s[(c, u, v), r, t] =

@@ -3,7 +3,7 @@ Makefile: one line per component, ``✓`` when it is there and used, ``→`` whe
 the reason and the way to get it.
 
     $ python -m minigen.info          # or: minigen info
-    minigen 0.1.0 (/work/main/minigen)
+    minigen 0.1.0 (/path/to/minigen)
     ✓ python 3.11.7 (CPython, Linux x86_64, 2 CPUs)
     ✓ numpy 2.4.6 (BLAS: scipy-openblas 0.3.31.188.0)
     ✓ native extension minigen._C (gcc 12.2, OpenMP 4.5, 2 threads, GEMM micro-kernel avx512f)

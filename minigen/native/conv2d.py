@@ -13,12 +13,14 @@ in its copy-out; the input gradient is the same forward on g with the flipped we
 (``_dgrad_as_conv``); the weight gradient is the direct ∂Wᵀ kernel, also for 1×1 kernels (one
 call instead of a GEMM per image). Measured at batch 64, float32, 2 threads, 2-core AVX-512
 EPYC, training paused (``python benchmarks/bench_conv2d.py --e2-shapes``), GFLOP/s direct vs
-the im2col/GEMM paths, forward | weight gradient | input gradient: 32→32 at 28×28 327 vs 119 |
-281 vs 65 | 337 vs 119; 64→64 at 28×28 369 vs 249 | 349 vs 205 | 372 vs 250; 96→32 at 28×28 352
-vs 193 | 346 vs 150 | 368 vs 299; 64→64 at 14×14 343 vs 142 | 309 vs 178 | 344 vs 217; 64→64 at
-7×7 291 vs 185 | 280 vs 155 | 282 vs 176; 1×1 weight gradients 182–278 vs 48–110. E2 training
-step (``bench_e2_unet.py --profile-only``): 344 → 211 ms. The price: W_p − W_out dropped
-columns per padded row (7% at 28×28, 22% at 7×7).
+the im2col/GEMM paths, forward | weight gradient | input gradient: 32→32 at 28×28 366 vs 193 |
+352 vs 132 | 353 vs 191; 64→64 at 28×28 387 vs 252 | 341 vs 199 | 381 vs 248; 96→32 at 28×28
+368 vs 193 | 349 vs 148 | 376 vs 293; 64→64 at 14×14 363 vs 226 | 371 vs 188 | 359 vs 226;
+64→64 at 7×7 293 vs 173 | 317 vs 157 | 285 vs 181; 1×1 weight gradients 182–271 vs 48–104. E2
+training step (``bench_e2_unet.py --profile-only``): 344 → 211 ms (before the shared borders
+and the native adds, upsampling and concatenations; 194–203 ms with them,
+benchmarks/RESULTS.md). The price: dropped columns, p_w per row of pitch W + p_w (rows share
+their zero border): 3% at 28×28, 12.5% at 7×7.
 
 Everything else (groups > 1, the input gradient of a strided convolution, ``USE_DIRECT =
 False``): each product is a GEMM on the column matrix X_col, built for a chunk of m images in
