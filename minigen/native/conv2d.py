@@ -114,9 +114,10 @@ def _geom(kh, kw, stride, padding, dilation):
     return (kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1])
 
 
-# Stride-1, groups-1 products (forward, the input gradient as a convolution, the weight
-# gradient) go through the direct convolution (csrc/conv2d_direct.cpp) when True; False keeps
-# them on the GEMM paths below (for the tests of those paths, and for comparison).
+# Groups-1 products (the forward, the input gradient of a stride-1 convolution as a
+# convolution, the weight gradient) go through the direct convolution (csrc/conv2d_direct.cpp)
+# when True; False keeps them on the GEMM paths below (for the tests of those paths, and for
+# comparison).
 USE_DIRECT = True
 
 

@@ -67,7 +67,9 @@ def _native_add(a, b):
     arrays of one dtype, C-contiguous, with at least _NATIVE_ADD_MIN elements, and one of them
     is either of the output's shape or constant over its trailing dims ((N, C, 1, 1) against
     (N, C, H, W)); else None (numpy's `a + b`). Addition commutes exactly, so either may be the
-    broadcast one. E3's 13 adds: ~4.9 → ~2 ms per forward (bench_e2_unet.py --profile-forward).
+    broadcast one. E3's 13 adds, per forward (bench_e2_unet.py --profile-forward): 4.9 ms
+    before, 2.0 ms after in one pair of runs; these memory-bound ops vary up to 3× between
+    processes on the 2-core VM (6.0 ms in a later profile).
     """
     if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != b.dtype or \
             a.dtype not in (np.float32, np.float64) or not a.dtype.isnative:

@@ -403,8 +403,8 @@ class NearestUpsampleInt(Function):
     multi-axis sum over such views is several times slower). A gather and a scatter-add
     (np.add.at) do the same work ~20× slower. For 2-D numpy float32/float64 images the native
     extension does both passes (csrc/resample.cpp): E2's two ×2 upsamplings went from 4.9–6.4
-    to ~1 ms per forward (bench_e2_unet.py --profile-forward); these numpy lines stay the
-    definition and the path for everything else.
+    to 1.6–2.4 ms per forward (bench_e2_unet.py --profile-forward, a few runs each); these
+    numpy lines stay the definition and the path for everything else.
     """
     saves_inputs = False
 
