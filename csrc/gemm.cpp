@@ -64,10 +64,15 @@ using namespace gemm;
 // the other core's cold caches cost more than the split saves).
 constexpr std::ptrdiff_t kGemmParallelMin = std::ptrdiff_t(1) << 21;
 
-// One product, split over threads by columns of C (rows when C is narrow).
+}  // namespace
+
+namespace gemm {
+
+// One product, split over threads by columns of C (rows when C is narrow). Declared in gemm.h
+// (logdet.cpp's blocked LU calls it too); instantiated for float and double below.
 template <typename T>
-void gemm_one(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, View<T> b, T* c,
-              std::ptrdiff_t ldc, bool accumulate, T alpha, int threads) {
+void gemm_parallel(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, View<T> b,
+                   T* c, std::ptrdiff_t ldc, bool accumulate, T alpha, int threads) {
     const auto fn = pick_serial<T, StridedB<T>>();
     const std::ptrdiff_t nr = 2 * isa().vb / static_cast<std::ptrdiff_t>(sizeof(T));
     const std::ptrdiff_t mr = isa().mr;
@@ -108,6 +113,17 @@ void gemm_one(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, V
         }
     }
 }
+
+template void gemm_parallel<float>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, View<float>,
+                                   View<float>, float*, std::ptrdiff_t, bool, float, int);
+template void gemm_parallel<double>(std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t, View<double>,
+                                    View<double>, double*, std::ptrdiff_t, bool, double, int);
+
+}  // namespace gemm
+
+namespace {
+
+using namespace gemm;
 
 // ---- bindings -----------------------------------------------------------------------------
 
@@ -215,7 +231,7 @@ void gemm_py(py::object a_obj, py::object b_obj, py::object c_obj, bool accumula
         for (std::ptrdiff_t e = 0; e < count; ++e) {
             std::ptrdiff_t oa, ob, oc;
             offsets(e, oa, ob, oc);
-            gemm_one<T>(M, N, K, View<T>{ap + oa, ars, acs}, View<T>{bp + ob, brs, bcs},
+            gemm_parallel<T>(M, N, K, View<T>{ap + oa, ars, acs}, View<T>{bp + ob, brs, bcs},
                         c_ptr + oc, ldc, accumulate, static_cast<T>(alpha), threads);
         }
     };

@@ -272,6 +272,13 @@ SerialFn<T, BSrc> pick_serial() {
     return serial_portable<T, BSrc>;
 }
 
+// C[M×N] (row stride ldc) = or += α A[M×K] B[K×N] on up to `threads` OpenMP threads (C split by
+// columns, or by rows when narrow; one thread below ~2^21 multiply-adds). Defined in gemm.cpp,
+// for float and double: the product minigen._C.gemm and logdet.cpp's blocked LU run.
+template <typename T>
+void gemm_parallel(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, View<T> a, View<T> b,
+                   T* c, std::ptrdiff_t ldc, bool accumulate, T alpha, int threads);
+
 // Elements of the A part of scratch<T>(scratch_size<T>()); the B part starts there.
 template <typename T>
 std::ptrdiff_t a_scratch_elems() {

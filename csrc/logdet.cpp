@@ -3,9 +3,10 @@
 // coupling) with their log-dets, is logdet_flow.cpp.
 //
 // Versions: the numpy reference minigen/reference/logdet.py (the math, one column per step,
-// vectorised over the batch); this file (called from minigen/native/logdet.py, which also
-// runs the blocked LU and solves for large n, putting their matrix products through numpy's
-// BLAS); Triton kernels/logdet.py; CUDA kernels/logdet.cu (batched small LU).
+// vectorised over the batch); this file (called from minigen/native/logdet.py; for large n
+// the blocked LU and A⁻ᵀ run here whole, their products through gemm.h's gemm_parallel, and
+// the blocked solves are driven from Python); Triton kernels/logdet.py; CUDA
+// kernels/logdet.cu (batched small LU).
 //
 // LU (LAPACK getrf, 0-based pivots): for k = 0..n−1, p = argmax_{i≥k} |a_ik| (first on ties),
 // swap rows k and p, l_ik = a_ik / a_kk, a_ij −= l_ik a_kj (i, j > k). P A = L U.
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "gemm.h"     // gemm_parallel (the trailing updates)
 #include "vecmath.h"  // MINIGEN_CLONES
 
 namespace minigen {
@@ -306,6 +308,76 @@ void tri_solve(const Mat<T>& t, const Mat<T>& b, bool lower, bool unit) {
     }
 }
 
+// ---- the large-n paths: blocked LU and A⁻ᵀ, one call each -----------------------------------
+// (minigen/native/logdet.py chooses them above SMALL_N; they were Python loops over the C++
+// blocks and minigen._C.gemm until the per-call overhead, ~5 µs × ~40 calls, was a fifth of
+// the K6 slogdet 256 forward + backward.)
+
+// In-place blocked right-looking LU of one n×n row-major matrix (LAPACK's getrf): per panel
+// of nb columns k..e = k+nb, (1) factor A[k:, k:e] with its row swaps (lu_panel_packed),
+// (2) U12 = L11⁻¹ A12, (3) A22 −= L21 U12 through the GEMM (≈ all the 2n³/3 FLOPs).
+// Returns the number of row swaps.
+template <typename T>
+int lu_blocked(T* a, std::ptrdiff_t n, std::ptrdiff_t nb, std::int32_t* piv, int threads) {
+    int swaps = 0;
+    for (std::ptrdiff_t k = 0; k < n; k += nb) {
+        const std::ptrdiff_t kb = std::min(nb, n - k), e = k + kb;
+        swaps += lu_panel_packed(a, n, k, kb, piv);
+        if (e < n) {
+            tri_solve(Mat<T>{a + k * n + k, n, kb, kb}, Mat<T>{a + k * n + e, n, kb, n - e},
+                      true, true);
+            gemm::gemm_parallel<T>(n - e, n - e, kb, gemm::View<T>{a + e * n + k, n, 1},
+                                   gemm::View<T>{a + k * n + e, n, 1}, a + e * n + e, n, true,
+                                   T(-1), threads);
+        }
+    }
+    return swaps;
+}
+
+// A⁻ᵀ (out, n×n row-major) from P A = L U in lu: A⁻¹ = U⁻¹ L⁻¹ P, so with Y = U⁻¹ L⁻¹,
+// A⁻ᵀ = Pᵀ Yᵀ. L⁻¹ by block forward substitution, X_I = L_II⁻¹ (I_I − Σ_{J<I} L_IJ X_J), each
+// block row restricted to the columns < i1 where the lower-triangular X has nonzeros (n³/3
+// multiply-adds); then Y = U⁻¹ X by block back substitution (n³). 4n³/3 in all, against the
+// 2n³ of solve(A, I).
+template <typename T>
+void inv_transposed(const T* lu, const std::int32_t* piv, std::ptrdiff_t n, std::ptrdiff_t nb,
+                    T* out, int threads) {
+    T* l = const_cast<T*>(lu);   // read only: Mat and View carry non-const pointers
+    std::vector<T> yv(static_cast<std::size_t>(n * n), T(0));
+    T* y = yv.data();
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+        y[i * n + i] = T(1);
+    }
+    for (std::ptrdiff_t i0 = 0; i0 < n; i0 += nb) {            // X = L⁻¹
+        const std::ptrdiff_t i1 = std::min(i0 + nb, n), m = i1 - i0;
+        tri_solve(Mat<T>{l + i0 * n + i0, n, m, m}, Mat<T>{y + i0 * n, n, m, i1}, true, true);
+        if (i1 < n) {
+            gemm::gemm_parallel<T>(n - i1, i1, m, gemm::View<T>{l + i1 * n + i0, n, 1},
+                                   gemm::View<T>{y + i0 * n, n, 1}, y + i1 * n, n, true, T(-1),
+                                   threads);
+        }
+    }
+    const std::ptrdiff_t top = (n - 1) / nb * nb;               // Y = U⁻¹ X, last block first
+    for (std::ptrdiff_t i0 = top; i0 >= 0; i0 -= nb) {
+        const std::ptrdiff_t i1 = std::min(i0 + nb, n), m = i1 - i0;
+        tri_solve(Mat<T>{l + i0 * n + i0, n, m, m}, Mat<T>{y + i0 * n, n, m, n}, false, false);
+        if (i0 > 0) {
+            gemm::gemm_parallel<T>(i0, n, m, gemm::View<T>{l + i0, n, 1},
+                                   gemm::View<T>{y + i0 * n, n, 1}, y, n, true, T(-1), threads);
+        }
+    }
+    for (std::ptrdiff_t i = 0; i < n; ++i) {                    // out = Yᵀ
+        for (std::ptrdiff_t j = 0; j < n; ++j) {
+            out[i * n + j] = y[j * n + i];
+        }
+    }
+    for (std::ptrdiff_t r = n - 1; r >= 0; --r) {               // Pᵀ: the swaps reversed
+        if (piv[r] != r) {
+            std::swap_ranges(out + r * n, out + r * n + n, out + piv[r] * n);
+        }
+    }
+}
+
 // Solve A X = B (or Aᵀ X = B) for one matrix from its LU; b is n×k row-major, in place.
 template <typename T>
 void lu_solve_one(const T* lu, const std::int32_t* piv, T* b, std::ptrdiff_t n,
@@ -420,6 +492,79 @@ int lu_panel_py(py::array a, std::ptrdiff_t k0, std::ptrdiff_t nb, py::array piv
     return lu_panel_packed(static_cast<double*>(a.mutable_data()), n, k0, nb, p);
 }
 
+// The checks of the one-matrix large-n calls: a (n, n) C-contiguous float, piv (n,) int32.
+std::ptrdiff_t check_square(const char* fn, const py::array& a, const char* name,
+                            const py::array& piv) {
+    float_dtype(a, fn, name);
+    require_c_contiguous(a, fn, name);
+    if (a.ndim() != 2 || a.shape(0) != a.shape(1)) {
+        throw py::value_error(std::string(fn) + ": " + name + " must be (n, n), got " +
+                              shape_str(a));
+    }
+    const std::ptrdiff_t n = a.shape(0);
+    require_int32(piv, fn, "piv");
+    require_shape(piv, {n}, fn, "piv");
+    return n;
+}
+
+// In place: a (n, n) → its blocked LU (panels of nb columns); piv (n,) ← the row swaps.
+// Returns the number of swaps.
+int lu_blocked_py(py::array a, py::array piv, std::ptrdiff_t nb) {
+    const char* fn = "logdet_lu_blocked";
+    a = as_ndarray(a, fn, "a");
+    const std::ptrdiff_t n = check_square(fn, a, "a", piv);
+    require_writeable(a, fn, "a");
+    require_writeable(piv, fn, "piv");
+    if (nb < 1) {
+        throw py::value_error(std::string(fn) + ": nb must be ≥ 1");
+    }
+    auto* p = static_cast<std::int32_t*>(piv.mutable_data());
+    const int threads = num_threads();
+    const bool f32 = float_dtype(a, fn, "a") == DType::Float32;
+    void* ap = a.mutable_data();
+    py::gil_scoped_release release;
+    return f32 ? lu_blocked(static_cast<float*>(ap), n, nb, p, threads)
+               : lu_blocked(static_cast<double*>(ap), n, nb, p, threads);
+}
+
+// out (n, n) ← A⁻ᵀ from lu (n, n) and piv (n,) (P A = L U), blocks of nb rows.
+void inv_transposed_py(py::array lu, py::array piv, py::array out, std::ptrdiff_t nb) {
+    const char* fn = "logdet_inv_transposed";
+    lu = as_ndarray(lu, fn, "lu");
+    out = as_ndarray(out, fn, "out");
+    const std::ptrdiff_t n = check_square(fn, lu, "lu", piv);
+    require_shape(out, {n, n}, fn, "out");
+    if (!same_dtype(lu, out)) {
+        throw py::value_error(std::string(fn) + ": out has dtype " + dtype_str(out) + ", lu " +
+                              dtype_str(lu));
+    }
+    require_c_contiguous(out, fn, "out");
+    require_writeable(out, fn, "out");
+    require_disjoint({{&lu, "lu"}, {&out, "out"}}, fn);
+    if (nb < 1) {
+        throw py::value_error(std::string(fn) + ": nb must be ≥ 1");
+    }
+    const auto* p = static_cast<const std::int32_t*>(piv.data());
+    for (std::ptrdiff_t r = 0; r < n; ++r) {
+        if (p[r] < 0 || p[r] >= n) {
+            throw py::value_error(std::string(fn) + ": pivot " + std::to_string(p[r]) +
+                                  " of row " + std::to_string(r) + " out of range");
+        }
+    }
+    const int threads = num_threads();
+    const bool f32 = float_dtype(lu, fn, "lu") == DType::Float32;
+    const void* lp = lu.data();
+    void* op = out.mutable_data();
+    py::gil_scoped_release release;
+    if (f32) {
+        inv_transposed(static_cast<const float*>(lp), p, n, nb, static_cast<float*>(op),
+                       threads);
+    } else {
+        inv_transposed(static_cast<const double*>(lp), p, n, nb, static_cast<double*>(op),
+                       threads);
+    }
+}
+
 // b ← T⁻¹ b (t m×m, b m×k: blocks of row-major matrices), lower/upper, unit diagonal or not.
 void tri_solve_py(py::array t, py::array b, bool lower, bool unit) {
     const char* fn = "logdet_tri_solve";
@@ -429,7 +574,7 @@ void tri_solve_py(py::array t, py::array b, bool lower, bool unit) {
     require_rows_contiguous(t, fn, "t");
     require_rows_contiguous(b, fn, "b");
     require_writeable(b, fn, "b");
-    if (dtype_str(b) != dtype_str(t)) {
+    if (!same_dtype(b, t)) {
         throw py::value_error(std::string(fn) + ": b has dtype " + dtype_str(b) + ", t " +
                               dtype_str(t));
     }
@@ -538,8 +683,16 @@ void register_logdet(py::module_& m) {
           "b (B, n, k) ← A⁻¹ b (A⁻ᵀ b if transpose) in place, from A's LU.");
     m.def("logdet_swap_rows", &swap_rows_py, py::arg("b"), py::arg("piv"), py::arg("reverse"),
           "Rows of b (n, k) swapped by the pivots, in order (P b) or reversed (Pᵀ b).");
+    m.def("logdet_lu_blocked", &lu_blocked_py, py::arg("a"), py::arg("piv"), py::arg("nb"),
+          "In place: a (n, n) → its blocked LU with partial pivoting (panels of nb columns, "
+          "trailing updates through the GEMM); piv (n,) int32 ← the row swaps; returns their "
+          "number.");
+    m.def("logdet_inv_transposed", &inv_transposed_py, py::arg("lu"), py::arg("piv"),
+          py::arg("out"), py::arg("nb"),
+          "out (n, n) ← A⁻ᵀ from A's LU (lu, piv): U⁻¹ L⁻¹ P transposed, blocked by nb rows.");
     for (const char* name : {"logdet_lu_factor_batched", "logdet_lu_panel", "logdet_tri_solve",
-                             "logdet_lu_solve_batched", "logdet_swap_rows"}) {
+                             "logdet_lu_solve_batched", "logdet_swap_rows", "logdet_lu_blocked",
+                             "logdet_inv_transposed"}) {
         kernel_names().push_back(name);
     }
     register_logdet_flow(m);  // logdet_flow.cpp: actnorm, affine coupling

@@ -120,6 +120,63 @@ def test_native_tri_solve(dtype, m, k, lower, unit, seed):
     np.testing.assert_array_equal(bbig[:, k + 1:], before[:, k + 1:])
 
 
+@pytest.mark.skipif(not _native.available(), reason="minigen._C not built")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(n=st.integers(1, 150), nb=st.sampled_from([1, 7, 32, 64]), threads=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**31 - 1))
+@settings(max_examples=30, deadline=None)
+def test_native_lu_blocked_and_inv_transposed(dtype, n, nb, threads, seed):
+    """logdet_lu_blocked (panels of nb columns, ragged last one, GEMM trailing updates) gives
+    P A = L U with the pivots of the unblocked LU; logdet_inv_transposed gives A⁻ᵀ from it."""
+    from minigen.native.logdet import _C
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, n)).astype(dtype) + n ** 0.5 * np.eye(n, dtype=dtype)
+    before = _C.num_threads()
+    _C.set_num_threads(threads)
+    try:
+        lu = a.copy()
+        piv = np.empty(n, np.int32)
+        swaps = _C.logdet_lu_blocked(lu, piv, nb)
+        unblocked, upiv, sign = a.copy()[None], np.empty((1, n), np.int32), np.empty(1, dtype)
+        _C.logdet_lu_factor_batched(unblocked, upiv, sign)
+        out = np.full((n, n), np.nan, dtype)
+        _C.logdet_inv_transposed(lu, piv, out, nb)
+    finally:
+        _C.set_num_threads(before)
+    if dtype == np.float64:   # same pivot choices (float32 rounding could flip a near-tie)
+        np.testing.assert_array_equal(piv, upiv[0])
+        assert (-1) ** swaps == sign[0]
+    assert swaps == int(np.sum(piv != np.arange(n)))
+    L = np.tril(lu.astype(np.float64), -1) + np.eye(n)
+    U = np.triu(lu.astype(np.float64))
+    pa = a.astype(np.float64)
+    for r in range(n):                                           # P A: the swaps in order
+        pa[[r, piv[r]]] = pa[[piv[r], r]]
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(L @ U, pa, rtol=tol, atol=tol * n)
+    want = np.linalg.inv(a.astype(np.float64)).T
+    np.testing.assert_allclose(out, want, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.skipif(not _native.available(), reason="minigen._C not built")
+def test_native_lu_blocked_argument_errors():
+    from minigen.native.logdet import _C
+    a = np.eye(4)
+    with pytest.raises(ValueError, match="must be \\(n, n\\)"):
+        _C.logdet_lu_blocked(np.zeros((4, 3)), np.zeros(4, np.int32), 2)
+    with pytest.raises(ValueError, match="piv"):
+        _C.logdet_lu_blocked(a.copy(), np.zeros(3, np.int32), 2)
+    with pytest.raises(ValueError, match="nb"):
+        _C.logdet_lu_blocked(a.copy(), np.zeros(4, np.int32), 0)
+    with pytest.raises(ValueError, match="out range|out of range"):
+        _C.logdet_inv_transposed(a, np.array([0, 9, 2, 3], np.int32), np.empty((4, 4)), 2)
+    with pytest.raises(ValueError, match="dtype"):
+        _C.logdet_inv_transposed(a, np.arange(4, dtype=np.int32), np.empty((4, 4), np.float32),
+                                 2)
+    with pytest.raises(ValueError, match="share memory"):
+        _C.logdet_inv_transposed(a, np.arange(4, dtype=np.int32), a, 2)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_ill_conditioned_and_tiny_determinant(impl):
     k = _mod(impl)

@@ -4,16 +4,19 @@
 Small matrices (n ≤ SMALL_N): one C++ call factors / solves the whole batch, OpenMP over the
 batch, each matrix unblocked (it lives in L1/L2).
 
-Large matrices: a blocked right-looking LU, as LAPACK's getrf. For each panel of NB columns:
+Large matrices: a blocked right-looking LU, as LAPACK's getrf (one C++ call per matrix,
+csrc/logdet.cpp's lu_blocked; it was a Python loop over the steps below until the ~5 µs per
+call of ~40 calls came to a fifth of the K6 slogdet 256 forward + backward). For each panel of
+NB columns:
     1. the panel A[k:, k:k+NB] is factored in C++ (pivot search, whole-row swaps, rank-1
        updates inside the panel)                                             O(n·NB²)
     2. U12 = L11⁻¹ A12, a unit-lower triangular solve in C++                  O(NB²·n)
     3. A22 −= L21 U12: the trailing update, ≈ all of the 2n³/3 FLOPs, through the packed GEMM
        of csrc/gemm.cpp (``native/gemm.py``), in place on the blocks of A.
 Solves are blocked the same way: the diagonal NB×NB blocks in C++ (register-tiled), the
-off-diagonal updates with the GEMM. The inverse, and the slogdet backward A⁻ᵀ, come from
-A⁻¹ = U⁻¹ L⁻¹ P with L⁻¹ computed as a triangular matrix (4n³/3 multiply-adds, not the 2n³
-of solve(A, I)). Measured, one thread, float32, n = 256 (median ms): LU 0.37 → 0.29 (packed
+off-diagonal updates with the GEMM (driven from here, ``_trsm``). The inverse, and the slogdet
+backward A⁻ᵀ, come from A⁻¹ = U⁻¹ L⁻¹ P with L⁻¹ computed as a triangular matrix (4n³/3
+multiply-adds, not the 2n³ of solve(A, I); one C++ call, inv_transposed). Measured, one thread, float32, n = 256 (median ms): LU 0.37 → 0.29 (packed
 panels), inverse 0.72 → 0.40 (tiled diagonal solves, triangular L⁻¹).
 
 The 1×1 convolution of the invertible 1×1 conv is a batched GEMM (csrc/gemm.cpp, split by
@@ -54,17 +57,10 @@ def _batched(a, n):
 
 # ----------------------------------------------------------------------------------- LU
 def _lu_blocked(A, piv):
-    """In-place blocked LU of one C-contiguous (n, n) matrix; returns the number of swaps."""
-    n = A.shape[0]
-    swaps = 0
-    for k in range(0, n, NB):
-        kb = min(NB, n - k)
-        swaps += _C.logdet_lu_panel(A, k, kb, piv)
-        e = k + kb
-        if e < n:
-            _C.logdet_tri_solve(A[k:e, k:e], A[k:e, e:], True, True)     # U12 = L11⁻¹ A12
-            _gemm(A[e:, k:e], A[k:e, e:], A[e:, e:], accumulate=True, alpha=-1.0)  # A22 −= L21 U12
-    return swaps
+    """In-place blocked LU of one C-contiguous (n, n) matrix; returns the number of swaps.
+    One C++ call (csrc/logdet.cpp, lu_blocked): for each panel of NB columns k..e, factor the
+    panel, U12 = L11⁻¹ A12, A22 −= L21 U12 (the GEMM)."""
+    return _C.logdet_lu_blocked(A, piv, NB)
 
 
 def lu_factor(a):
@@ -129,31 +125,14 @@ def lu_solve(lu, piv, b, transpose=False):
     return X.reshape(b.shape)
 
 
-def _lower_inverse(lu):
-    """L⁻¹ of the unit-lower factor in lu (n, n), blocked: L X = I by block forward
-    substitution, X_I = L_II⁻¹ (I_I − Σ_{J<I} L_IJ X_J). X is lower triangular, so block row I
-    has nonzeros only in columns < i1: every solve and update is restricted to them, n³/3
-    multiply-adds instead of the n³ of a solve against a dense right-hand side."""
-    n = lu.shape[0]
-    nb = _nb_solve(n)
-    X = np.eye(n, dtype=lu.dtype)
-    for i0 in range(0, n, nb):
-        i1 = min(i0 + nb, n)
-        _C.logdet_tri_solve(lu[i0:i1, i0:i1], X[i0:i1, :i1], True, True)
-        if i1 < n:
-            _gemm(lu[i1:, i0:i1], X[i0:i1, :i1], X[i1:, :i1], accumulate=True, alpha=-1.0)
-    return X
-
-
 def _inv_transposed_one(lu, piv):
     """A⁻ᵀ of one large matrix from P A = L U: A⁻¹ = U⁻¹ L⁻¹ P, so with Y = U⁻¹ L⁻¹,
-    A⁻ᵀ = Pᵀ Yᵀ (the swaps undone on the rows of Yᵀ). 4n³/3 multiply-adds (n³/3 for L⁻¹,
-    n³ for U⁻¹ against it), against 2n³ for solve(A, I)."""
-    Y = _lower_inverse(lu)
-    _trsm(lu, Y, lower=False, unit=False)                  # Y = U⁻¹ L⁻¹
-    Z = np.ascontiguousarray(Y.T)
-    _C.logdet_swap_rows(Z, piv, True)                      # Pᵀ Yᵀ
-    return Z
+    A⁻ᵀ = Pᵀ Yᵀ; L⁻¹ computed as a triangular matrix. 4n³/3 multiply-adds (n³/3 for L⁻¹, n³
+    for U⁻¹ against it), against 2n³ for solve(A, I). One C++ call (csrc/logdet.cpp,
+    inv_transposed), blocked by _nb_solve(n) rows."""
+    out = np.empty_like(lu)
+    _C.logdet_inv_transposed(lu, piv, out, _nb_solve(lu.shape[0]))
+    return out
 
 
 def _inv_transposed(lu, piv):
