@@ -61,6 +61,11 @@ the kernels alone timed the same, the K1 forward + backward through the op layer
 small images (N = n·P, the panels packed across image boundaries, one transposing copy out):
 slower than the im2col chunks on every E2 shape (K2 19.1 vs 17.3 ms forward + backward, 14×14
 15.5 vs 14.1, 28×28 96→32 64–81 vs 44–46); removed.
+Tried with the direct kernel (one run each, 2 threads, batch 64): the input gradient of a
+stride-2 convolution as one stride-1 direct convolution of g over the stride phases (2×2
+sub-kernels, 16/9 of the FLOPs, then a scatter of the phases): 6.1 vs 1.4 ms for col2im at
+32→32 28×28, 4.9 vs 1.6 ms at 64→64 14×14; dropped. K split into equal blocks ≤ KC in the
+direct forward (288 = 144 + 144 instead of 256 + 32): no measurable change; dropped.
 
 conv_transpose2d uses the same three products (it is conv2d's adjoint): forward = dgrad,
 input gradient = forward, weight gradient = wgrad with x and g swapped.
