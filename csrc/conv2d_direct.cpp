@@ -218,18 +218,7 @@ inline __attribute__((always_inline)) void tile_forward(std::ptrdiff_t kc,
             c1[r] += ak[r] * b1;
         }
     }
-    for (int r = 0; r < MR; ++r) {
-        T* cr = c + r * ldc;
-        if (accumulate) {
-            V o0, o1;
-            std::memcpy(&o0, cr, sizeof(V));
-            std::memcpy(&o1, cr + W, sizeof(V));
-            c0[r] += o0;
-            c1[r] += o1;
-        }
-        std::memcpy(cr, &c0[r], sizeof(V));
-        std::memcpy(cr + W, &c1[r], sizeof(V));
-    }
+    gemm::store_tile<T, MR>(c0, c1, c, ldc, accumulate);
 }
 
 // C[0:MR, 0:NR] += Σ_{q<nq} (x_p[off_r + q])_r ⊗ gt[q, 0:NR]: a tile of ∂Wᵀ (rows k, columns
@@ -258,10 +247,7 @@ inline __attribute__((always_inline)) void tile_wgrad(std::ptrdiff_t nq, const T
             c1[r] += s * b1;
         }
     }
-    for (int r = 0; r < MR; ++r) {
-        std::memcpy(c + r * ldc, &c0[r], sizeof(V));
-        std::memcpy(c + r * ldc + W, &c1[r], sizeof(V));
-    }
+    gemm::store_tile<T, MR>(c0, c1, c, ldc, false);   // C was loaded into c0, c1 above
 }
 
 // ---- one image's share, per instruction set ---------------------------------------------
@@ -519,6 +505,17 @@ void direct_wgrad(const T* g, const T* x, T* gw, std::ptrdiff_t n, const Direct&
     }
 }
 
+// An operand of x's dtype with exactly this shape, C-contiguous (y, g, bias).
+void check_operand(const char* fn, const py::array& a, const char* name, const py::array& x,
+                   std::initializer_list<py::ssize_t> shape) {
+    require_shape(a, shape, fn, name);
+    if (!same_dtype(x, a)) {
+        throw py::value_error(std::string(fn) + ": " + name + " (" + dtype_str(a) +
+                              ") must have x's dtype " + dtype_str(x));
+    }
+    require_c_contiguous(a, fn, name);
+}
+
 // The shared argument checks: x (N, C_in, H, W), w (C_out, C_in, k_h, k_w), the geometry.
 Direct check_direct(const char* fn, const py::array& x, const py::array& w, const char* w_name,
                     std::ptrdiff_t sh, std::ptrdiff_t sw, std::ptrdiff_t ph, std::ptrdiff_t pw,
@@ -548,8 +545,7 @@ Direct check_direct(const char* fn, const py::array& x, const py::array& w, cons
     }
     require_c_contiguous(x, fn, "x");
     require_c_contiguous(w, fn, w_name);
-    const std::ptrdiff_t nr = 2 * gemm::isa().vb /
-                              (float_dtype(x, fn, "x") == DType::Float32 ? 4 : 8);
+    const std::ptrdiff_t nr = 2 * gemm::isa().vb / static_cast<std::ptrdiff_t>(x.itemsize());
     return make_direct(x.shape(1), w.shape(0), x.shape(2), x.shape(3), kh, kw, sh, sw, ph, pw, dh,
                        dw, nr);
 }
@@ -567,23 +563,13 @@ void conv2d_direct_forward(const py::object& x_obj, const py::object& w_obj,
     py::array y = as_ndarray(y_obj, fn, "y");
     const Direct d = check_direct(fn, x, w, "w", sh, sw, ph, pw, dh, dw);
     const std::ptrdiff_t n = x.shape(0);
-    require_shape(y, {n, d.c_out, d.ho, d.wo}, fn, "y");
-    if (!same_dtype(x, y)) {
-        throw py::value_error(std::string(fn) + ": y (" + dtype_str(y) + ") must have x's dtype " +
-                              dtype_str(x));
-    }
-    require_c_contiguous(y, fn, "y");
+    check_operand(fn, y, "y", x, {n, d.c_out, d.ho, d.wo});
     require_writeable(y, fn, "y");
     py::array bias;
     const bool has_bias = !bias_obj.is_none();
     if (has_bias) {
         bias = as_ndarray(bias_obj, fn, "bias");
-        require_shape(bias, {d.c_out}, fn, "bias");
-        if (!same_dtype(x, bias)) {
-            throw py::value_error(std::string(fn) + ": bias (" + dtype_str(bias) +
-                                  ") must have x's dtype " + dtype_str(x));
-        }
-        require_c_contiguous(bias, fn, "bias");
+        check_operand(fn, bias, "bias", x, {d.c_out});
         require_disjoint({{&bias, "bias"}, {&y, "y"}}, fn);
     }
     require_disjoint({{&x, "x"}, {&y, "y"}}, fn);
@@ -615,12 +601,7 @@ void conv2d_direct_wgrad(const py::object& g_obj, const py::object& x_obj,
     py::array gw = as_ndarray(gw_obj, fn, "gw");
     const Direct d = check_direct(fn, x, gw, "gw", sh, sw, ph, pw, dh, dw);
     const std::ptrdiff_t n = x.shape(0);
-    require_shape(g, {n, d.c_out, d.ho, d.wo}, fn, "g");
-    if (!same_dtype(x, g)) {
-        throw py::value_error(std::string(fn) + ": g (" + dtype_str(g) + ") must have x's dtype " +
-                              dtype_str(x));
-    }
-    require_c_contiguous(g, fn, "g");
+    check_operand(fn, g, "g", x, {n, d.c_out, d.ho, d.wo});
     require_c_contiguous(gw, fn, "gw");
     require_writeable(gw, fn, "gw");
     require_disjoint({{&g, "g"}, {&gw, "gw"}}, fn);

@@ -84,6 +84,26 @@ inline __attribute__((always_inline)) void pack_a(const View<T>& a, std::ptrdiff
 
 // ---- micro-kernel -------------------------------------------------------------------------
 
+// A full MR×NR tile from its 2·MR accumulator vectors to C (row stride ldc): stored, or added
+// to what C holds. Shared by micro_kernel and conv2d_direct.cpp's tiles.
+template <typename T, int MR, typename V>
+inline __attribute__((always_inline)) void store_tile(V* c0, V* c1, T* c, std::ptrdiff_t ldc,
+                                                      bool accumulate) {
+    constexpr int W = sizeof(V) / sizeof(T);
+    for (int r = 0; r < MR; ++r) {
+        T* cr = c + r * ldc;
+        if (accumulate) {
+            V o0, o1;
+            std::memcpy(&o0, cr, sizeof(V));
+            std::memcpy(&o1, cr + W, sizeof(V));
+            c0[r] += o0;
+            c1[r] += o1;
+        }
+        std::memcpy(cr, &c0[r], sizeof(V));
+        std::memcpy(cr + W, &c1[r], sizeof(V));
+    }
+}
+
 // C[0:mr, 0:nr] (row stride ldc) = or += α Σ_k a_k b_kᵀ over the packed micro-panels a (kc×MR)
 // and b (kc×NR). The MR×NR accumulators live in 2·MR vector registers.
 template <typename T, int MR, int VB>
@@ -118,18 +138,7 @@ inline __attribute__((always_inline)) void micro_kernel(std::ptrdiff_t kc,
         }
     }
     if (mr == MR && nr == NR) {
-        for (int r = 0; r < MR; ++r) {
-            T* cr = c + r * ldc;
-            if (accumulate) {
-                V o0, o1;
-                std::memcpy(&o0, cr, sizeof(V));
-                std::memcpy(&o1, cr + W, sizeof(V));
-                c0[r] += o0;
-                c1[r] += o1;
-            }
-            std::memcpy(cr, &c0[r], sizeof(V));
-            std::memcpy(cr + W, &c1[r], sizeof(V));
-        }
+        store_tile<T, MR>(c0, c1, c, ldc, accumulate);
         return;
     }
     alignas(64) T tile[MR][NR];  // a ragged edge tile: through a buffer

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace minigen {
 
@@ -110,71 +111,57 @@ Shapes check_pair(const char* fn, const py::array& small, const char* small_name
     return {small.shape(0) * small.shape(1), small.shape(2), small.shape(3)};
 }
 
-template <template <typename, int> class K>
-struct Launch {
-    template <typename T>
-    static void run(const void* in, void* out, const Shapes& s, std::ptrdiff_t fh,
-                    std::ptrdiff_t fw) {
-        if (fw == 2) {
-            K<T, 2>::call(static_cast<const T*>(in), static_cast<T*>(out), s, fh, fw);
+// Either pass, checked and run: upward, in = x (small) → out = y (big); else in = g (big) →
+// out = gx (small). The width factor 2 is a compile-time constant (see upsample_kernel).
+void resample(const char* fn, const py::object& in_obj, const char* in_name,
+              const py::object& out_obj, const char* out_name, std::ptrdiff_t fh,
+              std::ptrdiff_t fw, bool upward) {
+    const py::array in = as_ndarray(in_obj, fn, in_name);
+    py::array out = as_ndarray(out_obj, fn, out_name);
+    const Shapes s = upward ? check_pair(fn, in, in_name, out, out_name, fh, fw)
+                            : check_pair(fn, out, out_name, in, in_name, fh, fw);
+    require_writeable(out, fn, out_name);
+    const bool f32 = float_dtype(in, fn, in_name) == DType::Float32;
+    const void* ip = in.data();
+    void* op = out.mutable_data();
+    py::gil_scoped_release release;
+    auto run = [&](auto zero, auto fw_const) {
+        using T = decltype(zero);
+        constexpr int FW = decltype(fw_const)::value;
+        const T* src = static_cast<const T*>(ip);
+        T* dst = static_cast<T*>(op);
+        if (upward) {
+            upsample_kernel<T, FW>(src, dst, s.planes, s.h, s.w, fh, fw);
         } else {
-            K<T, 0>::call(static_cast<const T*>(in), static_cast<T*>(out), s, fh, fw);
+            upsample_backward_kernel<T, FW>(src, dst, s.planes, s.h, s.w, fh, fw);
         }
+    };
+    auto by_width = [&](auto zero) {
+        if (fw == 2) {
+            run(zero, std::integral_constant<int, 2>{});
+        } else {
+            run(zero, std::integral_constant<int, 0>{});
+        }
+    };
+    if (f32) {
+        by_width(float(0));
+    } else {
+        by_width(double(0));
     }
-};
-
-template <typename T, int FW>
-struct Up {
-    static void call(const T* x, T* y, const Shapes& s, std::ptrdiff_t fh, std::ptrdiff_t fw) {
-        upsample_kernel<T, FW>(x, y, s.planes, s.h, s.w, fh, fw);
-    }
-};
-
-template <typename T, int FW>
-struct Down {
-    static void call(const T* g, T* gx, const Shapes& s, std::ptrdiff_t fh, std::ptrdiff_t fw) {
-        upsample_backward_kernel<T, FW>(g, gx, s.planes, s.h, s.w, fh, fw);
-    }
-};
+}
 
 }  // namespace
 
 // y (N, C, H·f_h, W·f_w) ← nearest upsampling of x (N, C, H, W).
-void upsample_nearest2d(const py::object& x_obj, const py::object& y_obj, std::ptrdiff_t fh,
+void upsample_nearest2d(const py::object& x, const py::object& y, std::ptrdiff_t fh,
                         std::ptrdiff_t fw) {
-    const char* fn = "upsample_nearest2d";
-    const py::array x = as_ndarray(x_obj, fn, "x");
-    py::array y = as_ndarray(y_obj, fn, "y");
-    const Shapes s = check_pair(fn, x, "x", y, "y", fh, fw);
-    require_writeable(y, fn, "y");
-    const bool f32 = float_dtype(x, fn, "x") == DType::Float32;
-    const void* in = x.data();
-    void* out = y.mutable_data();
-    py::gil_scoped_release release;
-    if (f32) {
-        Launch<Up>::run<float>(in, out, s, fh, fw);
-    } else {
-        Launch<Up>::run<double>(in, out, s, fh, fw);
-    }
+    resample("upsample_nearest2d", x, "x", y, "y", fh, fw, true);
 }
 
 // gx (N, C, H, W) ← the gradient of nearest upsampling: the f_h × f_w block sums of g.
-void upsample_nearest2d_backward(const py::object& g_obj, const py::object& gx_obj,
-                                 std::ptrdiff_t fh, std::ptrdiff_t fw) {
-    const char* fn = "upsample_nearest2d_backward";
-    const py::array g = as_ndarray(g_obj, fn, "g");
-    py::array gx = as_ndarray(gx_obj, fn, "gx");
-    const Shapes s = check_pair(fn, gx, "gx", g, "g", fh, fw);
-    require_writeable(gx, fn, "gx");
-    const bool f32 = float_dtype(g, fn, "g") == DType::Float32;
-    const void* in = g.data();
-    void* out = gx.mutable_data();
-    py::gil_scoped_release release;
-    if (f32) {
-        Launch<Down>::run<float>(in, out, s, fh, fw);
-    } else {
-        Launch<Down>::run<double>(in, out, s, fh, fw);
-    }
+void upsample_nearest2d_backward(const py::object& g, const py::object& gx, std::ptrdiff_t fh,
+                                 std::ptrdiff_t fw) {
+    resample("upsample_nearest2d_backward", g, "g", gx, "gx", fh, fw, false);
 }
 
 void register_resample(py::module_& m) {
