@@ -503,6 +503,22 @@ def _to_backend(data, dtype, device):
     return arr
 
 
+def _may_alias(arr, src, device) -> bool:
+    """Whether the backend array ``arr`` made from ``src`` may share its memory.
+
+    numpy's ``shares_memory`` must see two numpy arrays: given a CuPy array it defers to
+    ``cupy.shares_memory``, which rejects the numpy one. An upload (host ``src``, device
+    ``arr``) is always a copy; two device arrays are compared by their address ranges (host
+    metadata, no synchronisation; an overlap that is not a true alias only costs a copy)."""
+    if arr is src:
+        return True
+    if isinstance(arr, np.ndarray):
+        return isinstance(src, np.ndarray) and np.shares_memory(arr, src)
+    if isinstance(src, (np.ndarray, np.generic)) or type(src) is not type(arr):
+        return False
+    return bool(array_module(device).may_share_memory(arr, src))
+
+
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new leaf tensor holding a copy of ``data``.
 
@@ -512,8 +528,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         data.device if isinstance(data, Tensor) else CPU)
     dtype = dtypes.as_dtype(dtype) if dtype is not None else None
     arr = _to_backend(data, dtype, device)
-    if arr is data or (isinstance(data, Tensor) and arr is data.data) or (
-            isinstance(data, np.ndarray) and np.shares_memory(arr, data)):
+    if _may_alias(arr, data.data if isinstance(data, Tensor) else data, device):
         arr = arr.copy()
     t = Tensor._wrap(arr, device, False)
     if requires_grad:
