@@ -545,8 +545,38 @@ def test_check_op_fails_for_a_wrong_backward():
 
 def test_gradcheck_multiple_outputs_with_a_non_differentiable_one():
     x = leaf([[3.0, 1.0], [0.5, 2.0]])
-    assert gradcheck(lambda t: t.max(1), [x])  # (values, int64 indices)
-    assert gradcheck(lambda t: (t.detach() * 2, t.exp()), [x])  # a constant output first
+    assert gradcheck(lambda t: t.max(1), [x])  # (values, int64 indices): indices carry no grad
+    assert gradcheck(lambda t: (t.argmax(1), t.exp()), [x])  # the integer output first
+
+
+def outside_autograd(t):
+    """exp(t) built from the raw array: the right value, no graph behind it."""
+    return mg.tensor(np.exp(t.detach().numpy()))
+
+
+@pytest.mark.parametrize("fn,ref", [
+    (outside_autograd, np.exp),                                      # the only output
+    (lambda t: (t.exp(), t.detach() * 2), lambda a: (np.exp(a), 2 * a)),   # a second one
+    (lambda t: (t.detach() * 2, t.exp()), lambda a: (2 * a, np.exp(a))),   # the first one
+], ids=["outside-autograd", "detached-second", "detached-first"])
+def test_gradcheck_refuses_a_float_output_cut_off_from_the_graph(fn, ref):
+    # before: outputs that did not require grad were dropped from both sides of the check, so
+    # analytic and numeric gradients were both zero and such an op passed
+    x = leaf([[3.0, 1.0], [0.5, 2.0]])
+    with pytest.raises(AssertionError, match="cut off from the autograd graph"):
+        gradcheck(fn, [x])
+    # the op helper every op test uses: the forward matches, the gradient check refuses
+    with pytest.raises(AssertionError, match="cut off from the autograd graph"):
+        check_op(fn, ref, [np.array([[3.0, 1.0], [0.5, 2.0]])], float32=False)
+
+
+def test_gradcheck_numeric_side_covers_every_output():
+    # the output requires grad (through b * 0) but backward reaches b only through that term:
+    # d(a·b)/db = a shows up in the central differences alone
+    x, w = leaf([0.5, -1.5]), leaf([2.0, 3.0])
+    with pytest.raises(AssertionError, match="input 1 disagrees"):
+        gradcheck(lambda a, b: (a.exp(), a * b.detach() + b * 0), [x, w])
+    assert gradcheck(lambda a, b: (a.exp(), a * b), [x, w])
 
 
 # ---------------------------------------------------------------------- GPU variant
