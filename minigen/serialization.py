@@ -292,6 +292,8 @@ def _read_header(f, size, path):
         raise ValueError(f"load: {path}: header length {n} does not fit the file of {size} "
                          "bytes (not a safetensors file, or truncated)")
     text = f.read(n)
+    if len(text) != n:  # the file shrank after its size was taken
+        raise ValueError(f"load: {path}: the header is truncated ({len(text)} of {n} bytes)")
     try:
         header = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -236,6 +236,23 @@ def test_truncated_and_garbage_files(tmp_path):
         mg.load(notobj)
 
 
+@pytest.mark.parametrize("cut", ["header-length-only", "inside-header", "valid-json-prefix"])
+def test_header_longer_than_the_file_is_refused(tmp_path, cut):
+    # a header length under the size cap that runs past the end of the file: reading only what
+    # is there would parse "{}" (or a prefix) and return an empty checkpoint without a word
+    good = tmp_path / "good.safetensors"
+    mg.save({"w": mg.ones(3)}, good)
+    raw = good.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    body = {"header-length-only": raw[:8], "inside-header": raw[:8 + n // 2],
+            "valid-json-prefix": struct.pack("<Q", 64) + b"{}"}[cut]
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(body)
+    with pytest.raises(ValueError, match=r"header length \d+ does not fit the file of "
+                                         rf"{len(body)} bytes"):
+        mg.load(bad)
+
+
 @pytest.mark.gpu
 def test_map_location_cuda(tmp_path):
     path = tmp_path / "g.safetensors"
