@@ -56,6 +56,70 @@ def test_kl_closed_form_and_gradient():
     np.testing.assert_allclose(v.grad.numpy(), 0.5 * (np.exp(lv) - 1), rtol=1e-12)
 
 
+def _np_conv3x3(x, w, b, stride):
+    """out[n,o,i,j] = b[o] + Σ_{c,p,q} w[o,c,p,q] · x_pad[n, c, s·i + p, s·j + q], padding 1."""
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    h = (x.shape[2] + 2 - 3) // stride + 1
+    v = (x.shape[3] + 2 - 3) // stride + 1
+    out = np.zeros((x.shape[0], w.shape[0], h, v)) + b[None, :, None, None]
+    for p in range(3):
+        for q in range(3):
+            win = xp[:, :, p:p + stride * (h - 1) + 1:stride, q:q + stride * (v - 1) + 1:stride]
+            out += np.einsum("oc,ncij->noij", w[:, :, p, q], win)
+    return out
+
+
+def numpy_autoencoder_loss(model, x, eps, beta):
+    """(total, rec, kl, recon, mean, logvar) of MATH.md §8's KL autoencoder in float64 numpy,
+    from the model's weights: z = μ + exp(½ log σ²) ε, loss = rec + β·KL per image."""
+    W = {n: p.detach().numpy().astype(np.float64) for n, p in model.named_parameters()}
+    silu = lambda a: a / (1 + np.exp(-a))  # noqa: E731
+    conv = lambda a, name, s=1: _np_conv3x3(a, W[name + ".weight"], W[name + ".bias"], s)  # noqa
+    up = lambda a: a.repeat(2, axis=2).repeat(2, axis=3)  # noqa: E731  nearest, ×2
+    h = silu(conv(x, "enc.0"))
+    h = silu(conv(h, "enc.1", 2))
+    h = silu(conv(h, "enc.2", 2))
+    h = conv(h, "enc.3")
+    c = model.latent_channels
+    mean, logvar = h[:, :c], np.clip(h[:, c:], -30.0, 20.0)
+    z = mean + np.exp(0.5 * logvar) * eps
+    h = silu(conv(z, "dec.0"))
+    h = silu(conv(up(h), "dec.1"))
+    h = silu(conv(up(h), "dec.2"))
+    recon = conv(h, "dec.3")
+    n = len(x)
+    rec = ((recon - x) ** 2).sum() / n
+    kl = 0.5 * (mean ** 2 + np.exp(logvar) - 1.0 - logvar).sum() / n
+    return rec + beta * kl, rec, kl, recon, mean, logvar
+
+
+def test_forward_and_loss_match_numpy():
+    # value level, float64: catches a wrong posterior σ (exp(log σ²) for exp(½ log σ²)), a
+    # swapped μ / log σ² split, a missing SiLU or upsampling slip that the shape tests let by
+    gen = minigen.Generator().manual_seed(3)
+    ae = AutoencoderKL(1, 2, (4, 6), beta=0.25, dtype=minigen.float64, generator=gen)
+    # shift log σ² of the two latent channels to about +1.5 and −1.5, so σ and σ² differ
+    # by far more than rounding
+    with minigen.no_grad():
+        ae.enc[3].bias.add_(minigen.tensor([0.0, 0.0, 1.5, -1.5], dtype=minigen.float64))
+    rng = np.random.default_rng(0)
+    x = digits_like(3, seed=1, side=8).astype(np.float64)
+    eps = rng.standard_normal((3, 2, 2, 2))
+    total, rec, kl, recon, mean, logvar = numpy_autoencoder_loss(ae, x, eps, 0.25)
+    assert np.abs(logvar).min() > 1.0  # the check below does see σ
+    got_recon, got_mean, got_logvar = ae(minigen.tensor(x), eps=minigen.tensor(eps))
+    np.testing.assert_allclose(got_mean.detach().numpy(), mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_logvar.detach().numpy(), logvar, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_recon.detach().numpy(), recon, rtol=1e-10, atol=1e-12)
+    got = ae.loss(minigen.tensor(x), eps=minigen.tensor(eps))
+    for g, r in zip(got, (total, rec, kl)):
+        np.testing.assert_allclose(float(g.item()), r, rtol=1e-10)
+    # reconstruct decodes the mean, no noise
+    _, _, _, recon_mu, _, _ = numpy_autoencoder_loss(ae, x, np.zeros_like(eps), 0.25)
+    np.testing.assert_allclose(ae.reconstruct(minigen.tensor(x)).numpy(), recon_mu, rtol=1e-10,
+                               atol=1e-12)
+
+
 # training tests run on 8×8 images with narrow layers (the 2-core CI budget); the shapes test
 # above covers 28×28
 SMALL = dict(channels=(8, 16))
