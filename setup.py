@@ -270,7 +270,15 @@ setup(
                 'triton>=3.6; platform_system == "Linux"', *TRAIN],
         "triton": ['triton>=3.6; platform_system == "Linux"'],
         "train": TRAIN,
-        "gpu": ["cupy-cuda12x"],
+        # GPU arrays: CuPy built for the machine's CUDA major version (13 on current GPUs and
+        # images; gpu-cuda12 for a CUDA 12 driver). This runs the reference and raw-CUDA kernels.
+        "gpu": ["cupy-cuda13x"],
+        "gpu-cuda12": ["cupy-cuda12x"],
+        # The Triton kernels on a GPU: Triton 3.6's CUDA driver imports torch and is active only
+        # when torch.cuda.is_available(), so they need a CUDA build of PyTorch (Linux wheels
+        # are). Without it dispatch falls back, with a warning, and `minigen info` says why.
+        "gpu-triton": ["cupy-cuda13x", 'triton>=3.6; platform_system == "Linux"',
+                       'torch; platform_system == "Linux"'],
         "viz": ["pillow"],
         "data": ["mlxtend"],
     },

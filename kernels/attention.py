@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from minigen.backend import xp_of
-from minigen.kernels._triton import interpreting, ptr, triton_modules
+from minigen.kernels._triton import interpreting, launcher, ptr, triton_modules
 
 triton, tl = triton_modules()
 
@@ -229,6 +229,7 @@ def _mask_args(mask, q):
     return mask, _strides(mask), True
 
 
+@launcher
 def attention_forward(q, k, v, mask, is_causal, scale):
     xp = xp_of(q)
     B, L, E = q.shape
@@ -252,6 +253,7 @@ def attention_forward(q, k, v, mask, is_causal, scale):
     return o, lse
 
 
+@launcher
 def attention_backward(do, q, k, v, o, lse, mask, is_causal, scale, need_dmask=False):
     xp = xp_of(q)
     B, L, E = q.shape

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from minigen.backend import xp_of
 
-from ._triton import interpreting, ptr, triton_modules
+from ._triton import interpreting, launcher, ptr, triton_modules
 
 triton, tl = triton_modules()
 
@@ -205,6 +205,7 @@ def _dims(x_shape, w_shape, out_hw, groups):
     return n, c, h, w, o, out_hw[0], out_hw[1], cg, o // groups, kh, kw
 
 
+@launcher
 def _forward(x, w, b, out_hw, stride, padding, dilation, groups):
     """y (N, C_out, *out_hw) = conv2d(x, w) + b, only the first ``out_hw`` output pixels."""
     xp = xp_of(x)
@@ -220,6 +221,7 @@ def _forward(x, w, b, out_hw, stride, padding, dilation, groups):
     return y
 
 
+@launcher
 def _dgrad(g, w, in_hw, stride, padding, dilation, groups):
     """gx (N, C_in, *in_hw): conv2d's input gradient."""
     xp = xp_of(g)
@@ -236,6 +238,7 @@ def _dgrad(g, w, in_hw, stride, padding, dilation, groups):
     return gx
 
 
+@launcher
 def _wgrad(g, x, kernel_hw, stride, padding, dilation, groups, split=None):
     """gw (C_out, C_in/G, kh, kw) = Σ_{n,a,b} g · window(x), K split over ``split`` programs."""
     xp = xp_of(g)

