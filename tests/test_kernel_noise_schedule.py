@@ -2,7 +2,9 @@
 
 Every implementation (reference, native, triton under the interpreter) runs the same ops on
 hypothesis-drawn shapes (odd sizes), per-sample timesteps that always include t = 0 and
-t = T − 1, float32 and float64, against the numpy reference; plus the math itself: schedules
+t = T − 1, float32 and float64, against the numpy reference; pinned DDIM steps at interior
+timesteps with η ∈ {0, 0.3, 1}, guidance on and off, against the formula written in the test;
+plus the math itself: schedules
 against their closed forms, q_sample's marginals, the posterior against a product of
 Gaussians, DDPM against MATH.md's ε form, DDIM η = 0 determinism, CFG at w = 0.
 """
@@ -236,6 +238,43 @@ def test_ddim_step_vs_reference(impl, dt):
         want = R.ddim_step(s.table, x, t, tp, ec, eu, z, eta=eta, **ref_kw)
         _check_step(out, want, dt, o)
     run()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("eta", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("w", [None, 2.0], ids=["no-guidance", "guidance"])
+def test_ddim_step_interior_eta_against_formula(impl, dt, eta, w):
+    """Pinned (not drawn): interior t → t' with σ_t ≠ 0 at 0 < η < 1, guidance on and off, an
+    odd per-sample size (3·5·7 = 105, no block multiple), against MATH.md §7 written out here
+    from the schedule's ᾱ (not the kernel table, not the reference module):
+        ε̄ = (1 + w) ε_c − w ε_u,   x̂_0 = (x_t − √(1 − ᾱ_t) ε̄)/√ᾱ_t
+        σ_t = η √((1 − ᾱ_{t'})/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_{t'})
+        x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'} − σ_t²) ε̄ + σ_t z
+    A σ(η) slip (η for η², a missing square root) shows at η = 0.3 where η = 1 hides it."""
+    s = SCHEDS["cosine"]
+    rng = np.random.default_rng(11)
+    shape = (4, 3, 5, 7)
+    x, ec, eu, z = (rng.standard_normal(shape).astype(dt) for _ in range(4))
+    t, tp = np.array([37, 20, 5, 9]), np.array([30, 3, 4, -1])
+    ab = s.alphas_cumprod[t]
+    ab_p = np.where(tp < 0, 1.0, s.alphas_cumprod[np.maximum(tp, 0)])
+    col = lambda v: v.reshape(-1, 1, 1, 1)  # noqa: E731
+    x64, ec64, eu64, z64 = (a.astype(np.float64) for a in (x, ec, eu, z))
+    e = ec64 if w is None else (1 + w) * ec64 - w * eu64
+    x0 = (x64 - col(np.sqrt(1 - ab)) * e) / col(np.sqrt(ab))
+    sigma = eta * np.sqrt((1 - ab_p) / (1 - ab)) * np.sqrt(1 - ab / ab_p)
+    if eta > 0:
+        assert (sigma[:3] > 0.01).all() and sigma[3] == 0  # interior steps do carry noise
+    want = (col(np.sqrt(ab_p)) * x0 + col(np.sqrt(1 - ab_p - sigma ** 2)) * e
+            + col(sigma) * z64)
+    kw = {} if w is None else dict(guidance_scale=w)
+    mo = mg.tensor(ec if w is None else np.concatenate([ec, eu]))
+    with dispatch.use(noise_schedule=impl):
+        prev, got_x0 = mg.ddim_step(s, mo, mg.tensor(t), mg.tensor(tp), mg.tensor(x),
+                                    mg.tensor(z), eta=eta, return_pred_original=True, **kw)
+    _close(prev, want.astype(dt), dt, "prev_sample")
+    _close(got_x0, x0.astype(dt), dt, "pred_original_sample")
 
 
 # ----------------------------------------------------------------- the math, on the ops
