@@ -23,7 +23,9 @@ Tiles: BLOCK_M query rows × BLOCK_N keys; the head dims E, Ev are padded to pow
 ≥ 16 (masked loads), and lengths are masked, so any L, S and head dims 1–256 work; every
 tl.dot operand dimension is ≥ 16. Accumulation in float32 (float64 for float64 inputs); the
 P·V and dS·K products take P, dS in the input dtype (fp16/bf16 tensor cores). float32 inputs
-use full-precision dots (no TF32), to match the reference.
+use full-precision dots (no TF32), to match the reference. The scale c reaches the kernels as
+two float32 values rebuilt as hi + lo in the accumulation dtype (``_scale_parts``): Triton
+types a Python float argument as float32, which would cost float64 attention ~1e-8 relative.
 """
 from __future__ import annotations
 
@@ -40,11 +42,12 @@ __all__ = ["attention_forward", "attention_backward"]
 @triton.jit
 def _attn_fwd(Q, K, V, M, O, LSE,
               sqb, sql, sqe, skb, sks, ske, svb, svs, sve, smb, sml, sms, sob, sol, soe,
-              L, S, E, EV, scale,
+              L, S, E, EV, scale_hi, scale_lo,
               HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr, ACC: tl.constexpr,
               PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
     pid_m = tl.program_id(0)
+    scale = tl.cast(scale_hi, ACC) + tl.cast(scale_lo, ACC)   # see _scale_parts
     b = tl.program_id(1).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_e = tl.arange(0, BLOCK_E)
@@ -109,11 +112,12 @@ def _tile_p(q, kt, M, b, smb, sml, sms, offs_m, offs_n, lse, L, S, scale,
 def _attn_bwd_dkdv(Q, K, V, M, DO, LSE, DELTA, DK, DV, DM,
                    sqb, sql, sqe, skb, sks, ske, svb, svs, sve, smb, sml, sms,
                    sdb, sdl, sde, sdkb, sdks, sdke, sdvb, sdvs, sdve,
-                   L, S, E, EV, scale,
+                   L, S, E, EV, scale_hi, scale_lo,
                    HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr, STORE_DS: tl.constexpr,
                    ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
     pid_n = tl.program_id(0)
+    scale = tl.cast(scale_hi, ACC) + tl.cast(scale_lo, ACC)   # see _scale_parts
     b = tl.program_id(1).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_e = tl.arange(0, BLOCK_E)
@@ -156,11 +160,12 @@ def _attn_bwd_dkdv(Q, K, V, M, DO, LSE, DELTA, DK, DV, DM,
 def _attn_bwd_dq(Q, K, V, M, DO, LSE, DELTA, DQ,
                  sqb, sql, sqe, skb, sks, ske, svb, svs, sve, smb, sml, sms,
                  sdb, sdl, sde, sdqb, sdql, sdqe,
-                 L, S, E, EV, scale,
+                 L, S, E, EV, scale_hi, scale_lo,
                  HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr, ACC: tl.constexpr,
                  PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
     pid_m = tl.program_id(0)
+    scale = tl.cast(scale_hi, ACC) + tl.cast(scale_lo, ACC)   # see _scale_parts
     b = tl.program_id(1).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_e = tl.arange(0, BLOCK_E)
@@ -218,6 +223,16 @@ def _config(dtype, be, bev, backward):
     return bm, bn, 4 if wide <= 64 else 8, 3 if wide <= 64 else 2
 
 
+def _scale_parts(scale):
+    """(hi, lo), both exact float32 values with hi + lo = scale to 2⁻⁴⁸ relative.
+
+    Triton types a Python float kernel argument as float32, which would cost float64
+    attention ~1e-8 relative in c·q kᵀ; the kernels rebuild c = hi + lo in the accumulation
+    dtype instead (float32 kernels get hi, the float32 rounding of c)."""
+    hi = float(np.float32(scale))
+    return hi, float(np.float32(float(scale) - hi))
+
+
 def _acc(dtype):
     return (tl.float64, "ieee") if np.dtype(dtype) == np.float64 else \
         (tl.float32, "ieee" if np.dtype(dtype) == np.float32 else "tf32")
@@ -246,7 +261,7 @@ def attention_forward(q, k, v, mask, is_causal, scale):
     grid = (triton.cdiv(L, bm), B)
     _attn_fwd[grid](ptr(q), ptr(k), ptr(v), ptr(m), ptr(o), ptr(lse),
                     *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(o),
-                    L, S, E, Ev, float(scale),
+                    L, S, E, Ev, *_scale_parts(scale),
                     HAS_MASK=has_mask, CAUSAL=bool(is_causal), ACC=acc, PRECISION=prec,
                     BLOCK_M=bm, BLOCK_N=bn, BLOCK_E=be, BLOCK_EV=bev,
                     num_warps=warps, num_stages=stages)
@@ -282,9 +297,9 @@ def attention_backward(do, q, k, v, o, lse, mask, is_causal, scale, need_dmask=F
         ptr(q), ptr(k), ptr(v), ptr(m), ptr(do), ptr(lse), ptr(delta), ptr(dk), ptr(dv),
         ptr(dm if need_dmask else delta),
         *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(do), *_strides(dk),
-        *_strides(dv), L, S, E, Ev, float(scale), STORE_DS=bool(need_dmask), **common)
+        *_strides(dv), L, S, E, Ev, *_scale_parts(scale), STORE_DS=bool(need_dmask), **common)
     _attn_bwd_dq[(triton.cdiv(L, bm), B)](
         ptr(q), ptr(k), ptr(v), ptr(m), ptr(do), ptr(lse), ptr(delta), ptr(dq),
         *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(do), *_strides(dq),
-        L, S, E, Ev, float(scale), **common)
+        L, S, E, Ev, *_scale_parts(scale), **common)
     return dq, dk, dv, dm
