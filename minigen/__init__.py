@@ -5,6 +5,7 @@ primitives with their backward), ``nn/`` and ``optim/`` (modules, optimizers).
 """
 from . import dtypes
 from .autograd import enable_grad, no_grad, set_grad_enabled, is_grad_enabled
+from .autograd import debug_checks, is_debug_checks_enabled, set_debug_checks
 from .backend import Device as device, cuda_available
 from .creation import *  # noqa: F401,F403
 from .dtypes import (bfloat16, bool_ as bool, double, float16, float32, float64, half, int8,

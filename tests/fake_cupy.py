@@ -29,17 +29,24 @@ import numpy as np
 class Counter:
     def __init__(self):
         self.syncs = []       # (kind, stack summary) per device→host transfer
-        self.uploads = 0      # host→device copies of numpy arrays
+        self.uploads = []     # (kind, stack summary) per host→device copy of host data
 
-    def sync(self, kind):
-        stack = traceback.extract_stack(limit=12)[:-2]
+    @staticmethod
+    def _where():
+        stack = traceback.extract_stack(limit=14)[:-3]
         where = [f"{f.filename.split('/')[-1]}:{f.lineno} {f.name}" for f in stack
                  if "fake_cupy" not in f.filename and "pytest" not in f.filename]
-        self.syncs.append((kind, " <- ".join(reversed(where[-5:]))))
+        return " <- ".join(reversed(where[-5:]))
+
+    def sync(self, kind):
+        self.syncs.append((kind, self._where()))
+
+    def upload(self, kind):
+        self.uploads.append((kind, self._where()))
 
     def reset(self):
         self.syncs.clear()
-        self.uploads = 0
+        self.uploads.clear()
 
 
 COUNTER = Counter()
@@ -180,6 +187,8 @@ class FakeArray:
         self._a[_unwrap(index)] = _unwrap(value)
 
     def __getattr__(self, name):
+        if name.startswith("__"):      # no __array_interface__ & co: numpy must not read us
+            raise AttributeError(name)
         attr = getattr(self._a, name)
         if callable(attr):
             return _wrapped_fn(attr)
@@ -194,7 +203,8 @@ class FakeArray:
 
 def _binop(name):
     def op(self, *args):
-        return _wrap(getattr(self._a, name)(*_unwrap(args)))
+        out = getattr(self._a, name)(*_unwrap(args))
+        return self if out is self._a else _wrap(out)      # in-place ops return self
     op.__name__ = name
     return op
 
@@ -267,13 +277,13 @@ class FakeCupyModule(types.ModuleType):
     def asarray(self, a, dtype=None, order=None, **kw):
         if isinstance(a, FakeArray):
             return a if dtype is None or a.dtype == dtype else FakeArray(a._a.astype(dtype))
-        COUNTER.uploads += 1
+        COUNTER.upload("asarray")
         return FakeArray(np.array(_unwrap_host(a), dtype=dtype, order=order or "K"))
 
     def array(self, a, dtype=None, copy=True, order="K", **kw):
         if isinstance(a, FakeArray):
             return FakeArray(np.array(a._a, dtype=dtype, copy=copy, order=order))
-        COUNTER.uploads += 1
+        COUNTER.upload("array")
         return FakeArray(np.array(_unwrap_host(a), dtype=dtype, order=order))
 
     ascontiguousarray = lambda self, a, dtype=None: FakeArray(  # noqa: E731

@@ -1,4 +1,15 @@
-"""Global switches of the autograd engine: gradient recording and anomaly detection."""
+"""Global switches of the engine: gradient recording, anomaly detection and value checks.
+
+Value checks: an op whose arguments are valid or not depending on the *values* in a tensor
+(index bounds of embedding/gather/scatter/index_select/one_hot, class targets of the losses,
+BCE probabilities in [0, 1], non-negative Gaussian variances) checks those values on the host.
+For a CPU tensor that is free. For a CUDA tensor it is a device→host transfer, which waits for
+every queued kernel: one per call, every sampling step of a class-conditional model. So on CUDA
+these checks run only when asked for, with ``minigen.set_debug_checks(True)`` /
+``with minigen.debug_checks():`` or under anomaly detection (``detect_anomaly``); otherwise a
+bad value is not detected there (CuPy's integer indexing wraps an out-of-range index around, as
+PyTorch's CUDA kernels would hit a device-side assert). ``value_checks(device)`` is what ops ask.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,6 +18,7 @@ import functools
 class _State:
     grad_enabled = True   # record operations for backward
     anomaly = False       # check every forward output and backward gradient for NaN/inf
+    debug_checks = False  # check data-dependent arguments of CUDA tensors too (module doc)
 
 
 STATE = _State
@@ -93,3 +105,35 @@ def set_detect_anomaly(enabled: bool):
 
 def is_anomaly_enabled() -> bool:
     return _State.anomaly
+
+
+class debug_checks:
+    """Check the values that decide whether an op's arguments are valid (index bounds, class
+    targets, ...) for CUDA tensors too, at the cost of a device→host synchronisation per check
+    (module doc). ``with minigen.debug_checks(): ...``; CPU tensors are always checked."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self._prev = _State.debug_checks
+        _State.debug_checks = self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        _State.debug_checks = self._prev
+        return False
+
+
+def set_debug_checks(enabled: bool):
+    _State.debug_checks = bool(enabled)
+
+
+def is_debug_checks_enabled() -> bool:
+    return _State.debug_checks
+
+
+def value_checks(device) -> bool:
+    """Whether an op on ``device`` checks data-dependent argument values on the host: always on
+    the CPU; on CUDA only with debug checks or anomaly detection on (module doc)."""
+    return device.type == "cpu" or _State.debug_checks or _State.anomaly

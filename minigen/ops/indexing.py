@@ -3,6 +3,12 @@ index_select, masked_fill, one_hot.
 
 The adjoint of reading ``x[idx]`` is scattering the gradient back into zeros at ``idx`` with
 accumulation (``add.at``), because an advanced index may name the same element twice.
+
+Index bounds of gather/scatter/scatter_add/index_select/one_hot are checked on the host: always
+for CPU tensors, for CUDA tensors only under ``minigen.debug_checks()`` or anomaly detection
+(each check is a device→host synchronisation; ``autograd/grad_mode.py``). ``nonzero``,
+``masked_select`` and ``one_hot`` without ``num_classes`` synchronise by nature: the size of
+their result depends on the values.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from ..backend import xp_of
 from ..tensor import Tensor
 from ._util import add_at as _add_at, norm_dim, same_dtype, tensor_method
 from .shape import _as_view, _plain_view
-from ..autograd.grad_mode import STATE
+from ..autograd.grad_mode import STATE, value_checks
 
 __all__ = ["gather", "scatter_add", "scatter", "index_select", "masked_fill", "one_hot",
            "take_along_dim", "nonzero", "masked_select"]
@@ -145,7 +151,7 @@ def _check_index(op, x, index, dim):
         if i != dim and index.shape[i] > x.shape[i]:
             raise RuntimeError(f"{op}: index shape {tuple(index.shape)} exceeds the tensor shape "
                                f"{tuple(x.shape)} in dim {i}")
-    if index.numel():
+    if index.numel() and value_checks(index.device):
         lo, hi = int(index.data.min()), int(index.data.max())
         n = x.shape[dim]
         if lo < -n or hi >= n:
@@ -226,7 +232,8 @@ def index_select(input, dim, index):
     if not isinstance(index, Tensor) or index.ndim > 1 or index.dtype.kind not in "iu":
         raise TypeError("index_select: index must be a 1-D integer tensor")
     n = input.shape[d]
-    if index.numel() and (int(index.data.max()) >= n or int(index.data.min()) < -n):
+    if index.numel() and value_checks(index.device) and (
+            int(index.data.max()) >= n or int(index.data.min()) < -n):
         raise IndexError(f"index_select: index out of range for dim {d} of size {n}")
     sl = (slice(None),) * d + (index.data.reshape(-1),)
     return GetItem.apply(input, sl)
@@ -256,7 +263,11 @@ def masked_fill(input, mask, value):
         raise RuntimeError(f"masked_fill: mask of shape {tuple(mask.shape)} does not broadcast "
                            f"to the tensor's shape {tuple(input.shape)}")
     if isinstance(value, Tensor):
-        value = value.item()
+        if value.numel() != 1:
+            raise RuntimeError(f"masked_fill: value must be a number or a one-element tensor, "
+                               f"got shape {tuple(value.shape)}")
+        # a device value stays on the device (.item() would synchronise); it gets no gradient
+        value = value.data.reshape(()) if value.device is input.device else value.item()
     return MaskedFill.apply(input, mask, value)
 
 
@@ -265,9 +276,10 @@ def one_hot(tensor, num_classes=-1):
     if tensor.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer tensor, got {tensor.dtype}")
     xp = xp_of(tensor.data)
-    if num_classes < 0:
+    if num_classes < 0:   # the result's shape depends on the values: a sync on CUDA
         num_classes = int(tensor.data.max()) + 1 if tensor.numel() else 0
-    if tensor.numel() and (int(tensor.data.min()) < 0 or int(tensor.data.max()) >= num_classes):
+    if tensor.numel() and value_checks(tensor.device) and (
+            int(tensor.data.min()) < 0 or int(tensor.data.max()) >= num_classes):
         raise RuntimeError(f"one_hot: class values must be in [0, {num_classes})")
     out = (tensor.data[..., None] == xp.arange(num_classes)).astype(dtypes.int64)
     return Tensor._wrap(out, tensor.device)

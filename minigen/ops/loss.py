@@ -8,6 +8,10 @@ The pointwise losses are fused primitives whose backward is the derivative writt
 the forward; the numerically delicate ones use stable forms:
 binary_cross_entropy_with_logits never forms σ(x) and then its log, cross_entropy goes through
 log_softmax, binary_cross_entropy clamps its logs at −100 like PyTorch.
+
+Value checks (class targets in range, probabilities in [0, 1], variances ≥ 0) run on the host:
+always for CPU tensors, for CUDA tensors only under ``minigen.debug_checks()`` or anomaly
+detection, since each is a device→host synchronisation (``autograd/grad_mode.py``).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import numpy as np
 
 from .. import dtypes
 from ..autograd.function import Function
+from ..autograd.grad_mode import value_checks
 from ..backend import xp_of
 from ..tensor import Tensor
 from ._util import broadcast_shape, unbroadcast
@@ -193,7 +198,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
             raise ValueError(f"{op}: var of shape {tuple(var.shape)} has an incorrect size for "
                              f"the input of shape {tuple(input.shape)}")
     broadcast_shape(op, input.shape, target.shape)
-    if bool((var.data < 0).any()):
+    if value_checks(var.device) and bool((var.data < 0).any()):
         raise ValueError(f"{op}: var has negative entries")
     input, target = _promote(input, target)
     if var.dtype != input.dtype:
@@ -303,7 +308,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     op = "binary_cross_entropy"
     target, weight = _binary_args(op, input, target, weight, reduction)
     xd = input.data
-    if xd.size and bool(((xd < 0) | (xd > 1)).any()):
+    if xd.size and value_checks(input.device) and bool(((xd < 0) | (xd > 1)).any()):
         raise ValueError(f"{op}: all elements of input should be between 0 and 1 (they are "
                          "probabilities; for logits use binary_cross_entropy_with_logits)")
     return _reduce(BinaryCrossEntropy.apply(input, target, weight), reduction)
@@ -375,7 +380,7 @@ def _check_class_targets(op, input, target, weight, ignore_index):
         raise ValueError(f"{op}: target of shape {tuple(target.shape)} does not match the input "
                          f"of shape {tuple(input.shape)}: class indices need shape {expect} "
                          "(the input's shape without the class dim)")
-    if target.numel():
+    if target.numel() and value_checks(target.device):
         td = target.data
         bad = (td != ignore_index) & ((td < 0) | (td >= c))
         if bool(bad.any()):
@@ -483,7 +488,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         else:
             t = xp.where(valid, target.data, 0)
             denom = (weight.data[t] * valid).sum()
-        smooth = smooth.sum() / float(denom)
+        smooth = smooth.sum() / Tensor._wrap(denom.astype(input.dtype), input.device)
     elif reduction == "sum":
         smooth = smooth.sum()
     return nll * (1 - label_smoothing) + smooth * (label_smoothing / c)

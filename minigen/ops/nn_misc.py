@@ -7,6 +7,7 @@ import numbers
 
 from .. import dtypes
 from ..autograd.function import Function
+from ..autograd.grad_mode import value_checks
 from ..backend import xp_of
 from ..random import seed_for
 from ..tensor import Tensor
@@ -46,7 +47,8 @@ def dropout(input, p=0.5, training=True, inplace=False, generator=None):
         mask = xp.zeros(input.shape, dtype=input.dtype)
     else:
         keep = rng.random(input.shape, dtype=xp.float32) >= p
-        mask = keep.astype(input.dtype) * xp.asarray(1.0 / (1.0 - p), dtype=input.dtype)
+        # the scale as a scalar of the input's dtype: a kernel argument, not an upload
+        mask = keep.astype(input.dtype) * input.dtype.type(1.0 / (1.0 - p))
     if inplace:
         return input._inplace_from(lambda a: Dropout.apply(a, mask))
     return Dropout.apply(input, mask)
@@ -72,7 +74,9 @@ class Embedding(Function):
 
 def embedding(input, weight, padding_idx=None):
     """Rows of ``weight`` (num_embeddings, dim) picked by the integer tensor ``input`` of any
-    shape → (*input.shape, dim). The row ``padding_idx`` (may be negative) gets no gradient."""
+    shape → (*input.shape, dim). The row ``padding_idx`` (may be negative) gets no gradient.
+    Indices outside [0, num_embeddings) raise IndexError; on CUDA that check synchronises, so
+    it runs only under ``minigen.debug_checks()`` / anomaly detection (``grad_mode``)."""
     op = "embedding"
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise TypeError(f"{op}: input and weight must be Tensors")
@@ -89,7 +93,7 @@ def embedding(input, weight, padding_idx=None):
             raise ValueError(f"{op}: padding_idx must be within num_embeddings ({v}), got "
                              f"{padding_idx!r}")
         padding_idx = int(padding_idx) % v
-    if input.numel():
+    if input.numel() and value_checks(input.device):   # on CUDA a sync: debug mode only
         lo, hi = int(input.data.min()), int(input.data.max())
         if lo < 0 or hi >= v:
             bad = lo if lo < 0 else hi
