@@ -19,9 +19,11 @@ tensors (per group g; P = H_out·W_out; K_w = C_in/G·k_h·k_w):
 
 Grid: (M tiles, N_cols tiles, groups [× SPLIT for wgrad]). Every tile loops over K in BLOCK_K
 chunks with ``tl.dot`` (block dims ≥ 16, powers of two; masks for ragged edges), accumulating
-in fp32 (fp64 for float64 inputs) and storing in the output's dtype. fp32 inputs use TF32 on
-the GPU (``ALLOW_TF32``), as PyTorch's cuDNN convolutions do by default
-(torch.backends.cudnn.allow_tf32 = True).
+in fp32 (fp64 for float64 inputs) and storing in the output's dtype. fp32 products are IEEE
+fp32 unless ``minigen.backends.cuda.matmul.allow_tf32`` is set (opt-in, like
+``torch.backends.cuda.matmul.allow_tf32``; PyTorch's cuDNN convolutions default to TF32, so
+compare like with like); the switch is read at every launch and reaches the kernels as the
+``TF32`` constexpr. The interpreter computes tl.dot in full precision whatever it says.
 
 Work: 2·N·C_out·P·K_w FLOPs per product. Bytes (ideal, each tensor once): forward reads x and
 w, writes y; dgrad reads g and w, writes gx; wgrad reads g and x, writes gw. The gathered
@@ -32,13 +34,13 @@ conv_transpose2d (the adjoint): forward = dgrad with the output size given, its 
 """
 from __future__ import annotations
 
+from minigen import backends
 from minigen.backend import xp_of
 
 from ._triton import interpreting, launcher, ptr, triton_modules
 
 triton, tl = triton_modules()
 
-ALLOW_TF32 = True
 # Fixed blocks under the interpreter (and the fallback on a GPU when autotuning is off).
 _SMALL = dict(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16)
 
@@ -195,7 +197,7 @@ def _blocks(kind, m, ncols):
 
 def _flags(x):
     f64 = x.dtype.itemsize == 8
-    tf32 = (not f64) and x.dtype.itemsize == 4 and ALLOW_TF32 and not interpreting()
+    tf32 = x.dtype.itemsize == 4 and backends.cuda.matmul.allow_tf32
     return dict(F64=f64, TF32=tf32)
 
 

@@ -3,7 +3,7 @@
 Read in this order: ``tensor.py`` (the Tensor), ``autograd/`` (Function, engine), ``ops/`` (the
 primitives with their backward), ``nn/`` and ``optim/`` (modules, optimizers).
 """
-from . import dtypes
+from . import backends, dtypes
 from .autograd import enable_grad, no_grad, set_grad_enabled, is_grad_enabled
 from .autograd import debug_checks, is_debug_checks_enabled, set_debug_checks
 from .backend import Device as device, cuda_available
