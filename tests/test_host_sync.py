@@ -5,7 +5,7 @@ blocks the host until every queued kernel has finished, so one per op call seria
 with Python. The documented numbers, asserted here:
 
     sampling step (DDPM or DDIM, class-conditional UNet, with or without classifier-free
-    guidance)                                                                 0 transfers
+    guidance, with or without classifier guidance)                            0 transfers
     training step (forward + diffusion loss, backward, clip_grad_norm_, Adam, EMA)  0 transfers
     reading the loss / gradient norm a loop kept on the device                1 per read
 
@@ -96,6 +96,29 @@ def test_sampling_loop_does_not_synchronise(fake_cuda, make, guidance_scale):
     assert fake_cuda.uploads == [], "uploads in a warm loop:\n" + _show(fake_cuda.uploads)
     out = _host(x)
     assert out.shape == SHAPE and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("guidance_scale", [0.0, 2.0], ids=["cond", "cfg"])
+def test_classifier_guided_sampling_does_not_synchronise(fake_cuda, guidance_scale):
+    from minigen.models.classifier import NoisyClassifier
+
+    model = _tiny_unet("cuda").eval()
+    clf = NoisyClassifier(feature_dim=16, num_classes=K, temb_channels=8, image_size=8,
+                          device="cuda", generator=mg.Generator("cuda").manual_seed(4))
+    sched = DDIMScheduler()
+    sched.set_timesteps(3, device="cuda")
+    y = mg.tensor([0, 2], device="cuda")
+
+    def run():
+        return sample(model, sched, SHAPE, class_labels=y, guidance_scale=guidance_scale,
+                      classifier=clf, classifier_scale=1.0, device="cuda")
+
+    run()
+    fake_cuda.reset()
+    x = run()
+    assert fake_cuda.syncs == [], _show(fake_cuda.syncs)
+    assert fake_cuda.uploads == [], _show(fake_cuda.uploads)
+    assert np.isfinite(_host(x)).all()
 
 
 # ------------------------------------------------------------------------- training

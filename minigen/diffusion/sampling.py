@@ -18,7 +18,10 @@ Guidance, with class labels y (N,):
         from ``minigen.autograd.grad`` (ε-prediction models only).
 
 Device: the timesteps stay on ``device`` as an int64 Tensor and each t is a 0-d view of it
-(no ``.item()``, no host round trip per step), so on a GPU the loop never synchronises.
+(no ``.item()``, no host round trip per step), so on a GPU the loop never synchronises: a
+sampling step makes 0 device→host transfers (DDPM or DDIM, the class-conditional UNet, with or
+without either guidance; counted by ``tests/test_host_sync.py``). The label check of the
+class embedding runs only under ``minigen.debug_checks()`` there (``autograd/grad_mode.py``).
 Seeded: with ``generator`` every random draw (x_T and each step's z) comes from it, so the
 same seed gives the same samples bit for bit.
 """

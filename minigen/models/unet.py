@@ -33,6 +33,9 @@ The time embedding is the Transformer/DDPM sinusoid of width c (half = c/2):
 Class conditioning (``num_classes`` = K): Embedding(K + 1, 4c) added to e; row K is the learned
 null class ∅ used when y is None (and for the unconditional branch of classifier-free guidance).
 
+On CUDA a forward makes no device→host transfer (``tests/test_host_sync.py``): t and y stay
+on the device and the class embedding checks its labels only under ``minigen.debug_checks()``.
+
 The E2 network of BENCH.md (~0.58M parameters, 1×28×28) is ``UNet.e2()``: c = 32, channel_mult
 (1, 2), R = 1, attention only in the middle, one head, GroupNorm(8). Parameter names match the
 PyTorch twin ``benchmarks/torch_unet.py`` so weights copy both ways.
