@@ -11,7 +11,8 @@ CuPy where that matters for host synchronisation:
 * implicit conversion to numpy (``np.asarray(device_array)``) raises ``TypeError``, as CuPy does;
 * reductions return 0-d device arrays, never numpy scalars (so ``float(x.sum())`` is a transfer);
 * mixing a numpy array into a device op raises ``TypeError`` (CuPy: "Unsupported type");
-  ``asarray(numpy_array)`` is an upload, counted in ``uploads``;
+  ``asarray``/``array`` of host data (a numpy array, a Python scalar) is an upload, recorded
+  in ``uploads``; numpy and Python scalars inside an op are kernel arguments, not uploads;
 * ``shares_memory``/``may_share_memory`` reject numpy arguments, as CuPy's do.
 
 Only what minigen uses is provided; an unknown attribute falls through to numpy, wrapped.
@@ -70,7 +71,7 @@ def _unwrap(obj):
 def _wrap(obj):
     if isinstance(obj, np.ndarray):
         return FakeArray(obj)
-    if isinstance(obj, np.generic) and not isinstance(obj, (np.dtype,)):
+    if isinstance(obj, np.generic):
         return FakeArray(np.asarray(obj))       # CuPy reductions give 0-d device arrays
     if isinstance(obj, tuple):
         return tuple(_wrap(o) for o in obj)
@@ -286,9 +287,10 @@ class FakeCupyModule(types.ModuleType):
         COUNTER.upload("array")
         return FakeArray(np.array(_unwrap_host(a), dtype=dtype, order=order))
 
-    ascontiguousarray = lambda self, a, dtype=None: FakeArray(  # noqa: E731
-        np.ascontiguousarray(a._a, dtype=dtype)) if isinstance(a, FakeArray) \
-        else self.asarray(np.ascontiguousarray(a, dtype=dtype))
+    def ascontiguousarray(self, a, dtype=None):
+        if isinstance(a, FakeArray):
+            return FakeArray(np.ascontiguousarray(a._a, dtype=dtype))
+        return self.asarray(np.ascontiguousarray(a, dtype=dtype))
 
     def asnumpy(self, a, stream=None, **kw):
         if isinstance(a, FakeArray):
