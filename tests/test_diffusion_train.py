@@ -14,7 +14,7 @@ import pytest
 
 import minigen as mg
 from minigen import nn
-from minigen.diffusion import train as train_mod
+from minigen.diffusion import family as family_mod
 from minigen.diffusion.datasets import load_image_dataset
 from minigen.diffusion.run import load_run, read_loss_csv, sample_run
 from minigen.diffusion.train import TrainConfig, TrainingAnomaly, diffusion_loss, train
@@ -105,8 +105,8 @@ def _state(run_dir):
             flat[prefix] = obj.numpy()
         else:
             flat[prefix] = obj
-    walk("", {k: ck[k] for k in ("model", "ema", "optimizer", "lr_scheduler", "rng", "step",
-                                 "epoch", "batch")})
+    walk("", {k: ck[k] for k in ("modules", "ema", "optimizers", "lr_schedulers", "rng", "step",
+                                 "epoch", "batch", "family")})
     return flat
 
 
@@ -138,7 +138,7 @@ def test_resume_refuses_other_settings_and_overwrite(tmp_path):
 
 def _inject(monkeypatch, at_call, kind):
     """Make the loss (kind "loss") or only the gradient ("grad") NaN at the at_call-th step."""
-    real, calls = train_mod.diffusion_loss, {"n": 0}
+    real, calls = family_mod.diffusion_loss, {"n": 0}
 
     def loss_fn(model, *args, **kw):
         calls["n"] += 1
@@ -151,7 +151,7 @@ def _inject(monkeypatch, at_call, kind):
             # gradient is not
             return loss + (p * 0.0).sum().sqrt()
         return loss
-    monkeypatch.setattr(train_mod, "diffusion_loss", loss_fn)
+    monkeypatch.setattr(family_mod, "diffusion_loss", loss_fn)
 
 
 @pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
@@ -261,7 +261,7 @@ def test_latent_run_with_the_kl_autoencoder(tmp_path):
     cfg = tiny(tmp_path, steps=4, **kw)
     train(cfg, log=quiet)
     run = load_run(cfg.out)
-    info = run.config["latent"]
+    info = run.run_json["latent"]
     assert info["latent_shape"] == [4, 2, 2] and run.sample_shape == (4, 4, 4)
     assert info["scale"] > 0 and os.path.isfile(os.path.join(cfg.out, "autoencoder.safetensors"))
     x, frames = sample_run(run, "ddim", steps=3, num=3)

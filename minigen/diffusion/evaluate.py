@@ -472,8 +472,8 @@ def evaluate_run(run, device="cpu", seed: int = 0, progress: bool = True, log=pr
         raise ValueError(f"evaluate_run: classifier_scale must be ≥ 0, got {classifier_scale}")
     from ..models.classifier import train_classifier
     from .datasets import load_image_dataset
-    cfg = run.config["train"]
-    data = load_image_dataset(cfg["data"], cfg.get("data_dir"))
+    cfg = run.config
+    data = load_image_dataset(cfg.data, cfg.data_dir)
     res = {}
     if run.autoencoder is None and heldout and data.max_value != 255:
         log(f"(bits/dim needs 8-bit images; this data has {int(data.max_value) + 1} levels: skipped)")

