@@ -543,6 +543,19 @@ def test_check_op_fails_for_a_wrong_backward():
         check_op(BadSquare.apply, np.square, [np.array([0.5, -1.5, 2.0])])
 
 
+def test_check_op_float32_tolerance_is_the_documented_one():
+    # |err| ≤ eps32·(1 + |ref|), eps32 = 2e-5: a float32 result off by 5e-5 relative (what a
+    # float16 intermediate or a wrong constant gives) fails; before, a stray factor 10 let it by
+    x = np.array([[1.5, -2.0, 3.0], [0.75, -1.25, 2.5]])
+
+    def slightly_off(t):
+        return t * (1 + 5e-5) if t.dtype == mg.float32 else t * 1.0
+
+    with pytest.raises(AssertionError, match="float32 forward"):
+        check_op(slightly_off, lambda a: a, [x], grad=False)
+    check_op(lambda t: t * 1.0, lambda a: a, [x], grad=False)
+
+
 def test_gradcheck_multiple_outputs_with_a_non_differentiable_one():
     x = leaf([[3.0, 1.0], [0.5, 2.0]])
     assert gradcheck(lambda t: t.max(1), [x])  # (values, int64 indices): indices carry no grad
