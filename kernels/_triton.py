@@ -200,9 +200,14 @@ def launcher(fn):
 # ------------------------------------------------------------------- host (interpreter) side
 def _root(arr: np.ndarray) -> np.ndarray:
     """The array that owns ``arr``'s memory (walks the chain of views)."""
-    while isinstance(arr.base, np.ndarray):
-        arr = arr.base
-    return arr
+    while True:
+        base = arr.base
+        if isinstance(base, np.ndarray):
+            arr = base
+        elif isinstance(getattr(base, "base", None), np.ndarray):   # as_strided's holder
+            arr = base.base
+        else:
+            return arr
 
 
 class _HostStorage:

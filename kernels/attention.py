@@ -42,13 +42,13 @@ __all__ = ["attention_forward", "attention_backward"]
 @triton.jit
 def _attn_fwd(Q, K, V, M, O, LSE,
               sqb, sql, sqe, skb, sks, ske, svb, svs, sve, smb, sml, sms, sob, sol, soe,
-              L, S, E, EV, scale_hi, scale_lo,
+              L, S, E, EV, scale_hi, scale_lo, B0,
               HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr, ACC: tl.constexpr,
               PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
     pid_m = tl.program_id(0)
     scale = tl.cast(scale_hi, ACC) + tl.cast(scale_lo, ACC)   # see _scale_parts
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(1).to(tl.int64) + B0      # this launch's first batch entry
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_e = tl.arange(0, BLOCK_E)
     offs_ev = tl.arange(0, BLOCK_EV)
@@ -112,13 +112,13 @@ def _tile_p(q, kt, M, b, smb, sml, sms, offs_m, offs_n, lse, L, S, scale,
 def _attn_bwd_dkdv(Q, K, V, M, DO, LSE, DELTA, DK, DV, DM,
                    sqb, sql, sqe, skb, sks, ske, svb, svs, sve, smb, sml, sms,
                    sdb, sdl, sde, sdkb, sdks, sdke, sdvb, sdvs, sdve,
-                   L, S, E, EV, scale_hi, scale_lo,
+                   L, S, E, EV, scale_hi, scale_lo, B0,
                    HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr, STORE_DS: tl.constexpr,
                    ACC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
     pid_n = tl.program_id(0)
     scale = tl.cast(scale_hi, ACC) + tl.cast(scale_lo, ACC)   # see _scale_parts
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(1).to(tl.int64) + B0      # this launch's first batch entry
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_e = tl.arange(0, BLOCK_E)
     offs_ev = tl.arange(0, BLOCK_EV)
@@ -160,13 +160,13 @@ def _attn_bwd_dkdv(Q, K, V, M, DO, LSE, DELTA, DK, DV, DM,
 def _attn_bwd_dq(Q, K, V, M, DO, LSE, DELTA, DQ,
                  sqb, sql, sqe, skb, sks, ske, svb, svs, sve, smb, sml, sms,
                  sdb, sdl, sde, sdqb, sdql, sdqe,
-                 L, S, E, EV, scale_hi, scale_lo,
+                 L, S, E, EV, scale_hi, scale_lo, B0,
                  HAS_MASK: tl.constexpr, CAUSAL: tl.constexpr, ACC: tl.constexpr,
                  PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
     pid_m = tl.program_id(0)
     scale = tl.cast(scale_hi, ACC) + tl.cast(scale_lo, ACC)   # see _scale_parts
-    b = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(1).to(tl.int64) + B0      # this launch's first batch entry
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_e = tl.arange(0, BLOCK_E)
     offs_ev = tl.arange(0, BLOCK_EV)
@@ -206,21 +206,63 @@ def _strides(a):
     return tuple(s // a.itemsize for s in a.strides)
 
 
+SMEM_LIMIT = 227 * 1024      # bytes of shared memory one program may use on Hopper (opt-in)
+SMEM_BUDGET = 200 * 1024     # what the tiles may take: the rest for Triton's own scratch
+
+
+def smem_bytes(kind, bm, bn, be, bev, itemsize, stages):
+    """Shared memory of one program's tiles, counting every tl.dot operand as staged in shared
+    memory and each tile loaded inside the loop ``stages`` times (software pipelining):
+
+        fwd   q (bm·be) + stages·(k (be·bn) + v (bn·bev)) + p (bm·bn)
+        dkdv  kᵀ, vᵀ (be·bn + bev·bn) + stages·(q (bm·be) + dO (bm·bev)) + p, dS (2·bm·bn)
+        dq    q, dO (bm·be + bm·bev) + stages·(kᵀ, vᵀ (be·bn + bev·bn)) + p, dS (2·bm·bn)
+
+    all × itemsize. E.g. float64, head dim 128, (bm, bn) = (32, 64), 2 stages: dkdv =
+    (2·128·64 + 2·2·32·128 + 2·32·64)·8 = 294 912 B > 227 KB; (16, 32) gives 139 264 B."""
+    if kind == "fwd":
+        elems = bm * be + stages * (be * bn + bn * bev) + bm * bn
+    elif kind == "dkdv":
+        elems = (be + bev) * bn + stages * bm * (be + bev) + 2 * bm * bn
+    else:
+        elems = bm * (be + bev) + stages * (be + bev) * bn + 2 * bm * bn
+    return elems * itemsize
+
+
 def _config(dtype, be, bev, backward):
     """(BLOCK_M, BLOCK_N, num_warps, num_stages): small fixed tiles in the interpreter; on the
-    GPU, tiles that keep the per-program working set in registers/shared memory."""
+    GPU, the preferred tiles for the dtype and head dims, shrunk (pipelining first, then the
+    larger of the two tile dims, never below 16) until ``smem_bytes`` fits SMEM_BUDGET."""
     if interpreting():
         return 16, 16, 1, 1
     wide = max(be, bev)
-    big = np.dtype(dtype).itemsize >= 4
+    item = np.dtype(dtype).itemsize
+    big = item >= 4
     if backward:
         bm, bn = (64, 64) if wide <= 64 and not big else (32, 64) if wide <= 128 else (16, 32)
-        return bm, bn, 4 if wide <= 64 else 8, 2
-    if big:
+        warps, stages = 4 if wide <= 64 else 8, 2
+    elif big:
         bm, bn = (64, 32) if wide <= 128 else (32, 16)
-        return bm, bn, 4, 2
-    bm, bn = (128, 64) if wide <= 64 else (128, 32) if wide <= 128 else (64, 32)
-    return bm, bn, 4 if wide <= 64 else 8, 3 if wide <= 64 else 2
+        warps, stages = 4, 2
+    else:
+        bm, bn = (128, 64) if wide <= 64 else (128, 32) if wide <= 128 else (64, 32)
+        warps, stages = 4 if wide <= 64 else 8, 3 if wide <= 64 else 2
+    kinds = ("dkdv", "dq") if backward else ("fwd",)
+
+    def need(bm, bn, stages):
+        return max(smem_bytes(k, bm, bn, be, bev, item, stages) for k in kinds)
+
+    while need(bm, bn, stages) > SMEM_BUDGET:
+        if stages > 1:
+            stages -= 1
+        elif max(bm, bn) > 16:
+            if bn >= bm:
+                bn //= 2
+            else:
+                bm //= 2
+        else:
+            break   # 16×16 tiles: head dims ≤ 256 always fit (see the test)
+    return bm, bn, warps, stages
 
 
 def _scale_parts(scale):
@@ -231,6 +273,17 @@ def _scale_parts(scale):
     dtype instead (float32 kernels get hi, the float32 rounding of c)."""
     hi = float(np.float32(scale))
     return hi, float(np.float32(float(scale) - hi))
+
+
+MAX_GRID_Y = 65535   # CUDA's limit on grid axes 1 and 2
+
+
+def _batch_chunks(B):
+    """(first batch entry, count) per launch: the batch (× heads) dimension rides on grid axis
+    1, which holds at most 65 535 programs, so a larger batch takes several launches (the
+    kernels add the launch's first entry B0 to program_id(1))."""
+    for b0 in range(0, B, MAX_GRID_Y):
+        yield b0, min(MAX_GRID_Y, B - b0)
 
 
 def _acc(dtype):
@@ -258,13 +311,14 @@ def attention_forward(q, k, v, mask, is_causal, scale):
     bm, bn, warps, stages = _config(q.dtype, be, bev, False)
     acc, prec = _acc(q.dtype)
     m, ms, has_mask = _mask_args(mask, q)
-    grid = (triton.cdiv(L, bm), B)
-    _attn_fwd[grid](ptr(q), ptr(k), ptr(v), ptr(m), ptr(o), ptr(lse),
-                    *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(o),
-                    L, S, E, Ev, *_scale_parts(scale),
-                    HAS_MASK=has_mask, CAUSAL=bool(is_causal), ACC=acc, PRECISION=prec,
-                    BLOCK_M=bm, BLOCK_N=bn, BLOCK_E=be, BLOCK_EV=bev,
-                    num_warps=warps, num_stages=stages)
+    for b0, nb in _batch_chunks(B):
+        _attn_fwd[(triton.cdiv(L, bm), nb)](
+            ptr(q), ptr(k), ptr(v), ptr(m), ptr(o), ptr(lse),
+            *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(o),
+            L, S, E, Ev, *_scale_parts(scale), b0,
+            HAS_MASK=has_mask, CAUSAL=bool(is_causal), ACC=acc, PRECISION=prec,
+            BLOCK_M=bm, BLOCK_N=bn, BLOCK_E=be, BLOCK_EV=bev,
+            num_warps=warps, num_stages=stages)
     return o, lse
 
 
@@ -293,13 +347,15 @@ def attention_backward(do, q, k, v, o, lse, mask, is_causal, scale, need_dmask=F
     common = dict(HAS_MASK=has_mask, CAUSAL=bool(is_causal), ACC=acc, PRECISION=prec,
                   BLOCK_M=bm, BLOCK_N=bn, BLOCK_E=be, BLOCK_EV=bev, num_warps=warps,
                   num_stages=stages)
-    _attn_bwd_dkdv[(triton.cdiv(S, bn), B)](
-        ptr(q), ptr(k), ptr(v), ptr(m), ptr(do), ptr(lse), ptr(delta), ptr(dk), ptr(dv),
-        ptr(dm if need_dmask else delta),
-        *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(do), *_strides(dk),
-        *_strides(dv), L, S, E, Ev, *_scale_parts(scale), STORE_DS=bool(need_dmask), **common)
-    _attn_bwd_dq[(triton.cdiv(L, bm), B)](
-        ptr(q), ptr(k), ptr(v), ptr(m), ptr(do), ptr(lse), ptr(delta), ptr(dq),
-        *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(do), *_strides(dq),
-        L, S, E, Ev, *_scale_parts(scale), **common)
+    for b0, nb in _batch_chunks(B):
+        _attn_bwd_dkdv[(triton.cdiv(S, bn), nb)](
+            ptr(q), ptr(k), ptr(v), ptr(m), ptr(do), ptr(lse), ptr(delta), ptr(dk), ptr(dv),
+            ptr(dm if need_dmask else delta),
+            *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(do), *_strides(dk),
+            *_strides(dv), L, S, E, Ev, *_scale_parts(scale), b0, STORE_DS=bool(need_dmask),
+            **common)
+        _attn_bwd_dq[(triton.cdiv(L, bm), nb)](
+            ptr(q), ptr(k), ptr(v), ptr(m), ptr(do), ptr(lse), ptr(delta), ptr(dq),
+            *_strides(q), *_strides(k), *_strides(v), *ms, *_strides(do), *_strides(dq),
+            L, S, E, Ev, *_scale_parts(scale), b0, **common)
     return dq, dk, dv, dm

@@ -45,15 +45,20 @@ _OP = "scaled_dot_product_attention"
 
 def _flatten(xp, a, batch, B, tail=None):
     """``a`` broadcast to batch + tail (default: its own last two dims) and viewed as
-    (B,) + tail; copies only when a view cannot express it (stride-0 dims stay stride 0)."""
+    (B,) + tail, on numpy and CuPy alike: a view whenever the batch dims collapse to one stride
+    (broadcast dims keep stride 0, so a mask or k/v shared across the batch is never copied);
+    a copy only when they do not (e.g. a mask broadcast over the heads but not the batch)."""
     tail = tuple(a.shape[-2:]) if tail is None else tuple(tail)
     full = xp.broadcast_to(a, tuple(batch) + tail)
     shape = (B,) + tail
-    if xp is np:
-        try:
-            return np.reshape(full, shape, copy=False)
-        except ValueError:
-            pass
+    nb = len(batch)
+    # dims (n, stride) of the batch, outer to inner; size-1 dims place no constraint. They
+    # merge into one dim of stride s_inner iff s_outer = s_inner · n_inner at every step.
+    dims = [(n, st) for n, st in zip(full.shape[:nb], full.strides[:nb]) if n != 1]
+    if all(s0 == s1 * n1 for (_, s0), (n1, s1) in zip(dims, dims[1:])):
+        stride = dims[-1][1] if dims else 0
+        return xp.lib.stride_tricks.as_strided(full, shape=shape,
+                                               strides=(stride,) + full.strides[nb:])
     return xp.ascontiguousarray(full).reshape(shape)
 
 
