@@ -247,7 +247,7 @@ PACKAGES = (find_packages(include=["minigen", "minigen.*"])
             + [f"minigen.kernels.{p}" for p in find_packages(where="kernels")])
 KERNEL_SOURCES = ["*.cu", "*.cuh", "**/*.cu", "**/*.cuh"]  # raw CUDA, compiled by CuPy at runtime
 
-TRAIN = ["tqdm", "pillow"]  # the CLI's training commands: progress bars, sample grids
+TRAIN = ["tqdm", "pillow", "matplotlib"]  # the CLI's training commands: progress, grids, loss plots
 
 setup(
     name="minigen",

@@ -121,7 +121,7 @@ def test_cli_train_writes_run_dir_and_resumes_exactly(tmp_path, data_args):
     assert (a / "checkpoint.safetensors").is_file()
     if HAVE_PIL:
         from PIL import Image
-        for name in ("samples.png", "reconstructions.png"):
+        for name in ("samples/final.png", "reconstructions.png", "loss.png"):
             with Image.open(a / name) as img:
                 assert img.format == "PNG" and img.width > 16
     assert m1["epochs"] == 1 and m1["steps"] == 2 and m1["n_train"] == 200
@@ -157,8 +157,8 @@ def test_python_dash_m_help():
     out = subprocess.run([sys.executable, "-m", "minigen", "train", "vae", "--help"],
                          capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for flag in ("--epochs", "--run-dir", "--data", "--data-dir", "--seed", "--resume",
-                 "--limit"):
+    for flag in ("--epochs", "--steps", "--minutes", "--out", "--data", "--data-dir", "--seed",
+                 "--resume", "--limit", "--batch-size", "--lr", "--device", "--preset"):
         assert flag in out.stdout
 
 

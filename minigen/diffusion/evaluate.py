@@ -281,84 +281,9 @@ def _bar(progress, total):
     return tqdm(total=total, unit="batch", dynamic_ncols=True)
 
 
-# ---------------------------------------------------------------------- Fréchet distance
-def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric PSD matrix (eigh; round-off negatives → 0)."""
-    w, v = np.linalg.eigh((a + a.T) * 0.5)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
-
-
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """‖μ1 − μ2‖² + Tr Σ1 + Tr Σ2 − 2 Tr (Σ1^{1/2} Σ2 Σ1^{1/2})^{1/2}, float64 (module doc)."""
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2,
-                                                                                   np.float64))
-    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2,
-                                                                                     np.float64))
-    d = mu1.shape[0]
-    if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"frechet_distance: shapes μ1 {mu1.shape}, Σ1 {s1.shape}, μ2 "
-                         f"{mu2.shape}, Σ2 {s2.shape} do not describe two {d}-dim Gaussians")
-    r1 = _sqrtm_psd(s1)
-    m = r1 @ s2 @ r1
-    w = np.linalg.eigvalsh((m + m.T) * 0.5)
-    tr_covmean = float(np.sqrt(np.clip(w, 0.0, None)).sum())
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
-
-
-def feature_statistics(classifier, images, batch_size: int = 500, device="cpu"):
-    """(μ, Σ) float64 of ``classifier.features`` over images ((N, 1, 28, 28) in [−1, 1], or
-    uint8 0..255)."""
-    x = images
-    if isinstance(x, Tensor):
-        x = np.asarray(x.detach().to("cpu").numpy())
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-    if x.ndim == 3:
-        x = x[:, None]
-    feats = []
-    was = classifier.training
-    classifier.eval()
-    with no_grad():
-        for s in range(0, len(x), batch_size):
-            f = classifier.features(tensor(np.ascontiguousarray(x[s:s + batch_size],
-                                                                dtype=np.float32), device=device))
-            feats.append(np.asarray(f.to("cpu").numpy(), dtype=np.float64))
-    classifier.train(was)
-    f = np.concatenate(feats)
-    if len(f) < 2:
-        raise ValueError("feature_statistics: need at least 2 images")
-    return f.mean(0), np.cov(f, rowvar=False)
-
-
-def fcd(classifier, images, reference, batch_size: int = 500, device="cpu") -> float:
-    """FCD of ``images`` against ``reference``: images, or their (μ, Σ) from
-    ``feature_statistics`` (for the training split, compute once and reuse)."""
-    if isinstance(reference, tuple) and len(reference) == 2:
-        mu_r, s_r = reference
-    else:
-        mu_r, s_r = feature_statistics(classifier, reference, batch_size, device)
-    mu, s = feature_statistics(classifier, images, batch_size, device)
-    return frechet_distance(mu, s, mu_r, s_r)
-
-
-def fcd_floor(classifier, train_images, heldout_images, device="cpu") -> float:
-    """The FCD of real held-out images against the training split (module doc)."""
-    return fcd(classifier, heldout_images, train_images, device=device)
-
-
-def class_accuracy(classifier, images, labels, device="cpu") -> float:
-    """Share of (class-conditional) samples that ``classifier`` assigns to their label."""
-    from ..models.classifier import accuracy
-    x = images
-    if isinstance(x, Tensor):
-        x = np.asarray(x.detach().to("cpu").numpy())
-    if isinstance(labels, Tensor):
-        labels = np.asarray(labels.to("cpu").numpy())
-    return accuracy(classifier, np.asarray(x, dtype=np.float32), np.asarray(labels),
-                    device=device)
-
+# Fréchet distance, FCD and class accuracy are shared by every family: minigen/harness/metrics.py
+from ..harness.metrics import (class_accuracy, fcd, fcd_floor, feature_statistics,  # noqa: E402,F401
+                               frechet_distance)
 
 
 # ---------------------------------------------------------------------- sampling-based tables
