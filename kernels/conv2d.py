@@ -62,7 +62,8 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr,
     n_ok = offs_n < OG
     KK = KH * KW
     KW_TOT = CG * KK
-    x_base = (n * C + grp * CG) * H                            # (n, first channel of group)
+    n64 = n.to(tl.int64)                    # element offsets in int64: tensors ≥ 2³¹ elements
+    x_base = (n64 * C + grp * CG) * H                          # (n, first channel of group)
     o = grp * OG + offs_n
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float64 if F64 else tl.float32)
     for k0 in range(0, KW_TOT, BLOCK_K):
@@ -82,7 +83,7 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr,
                      out_dtype=tl.float64 if F64 else tl.float32)
     if HAS_BIAS:
         acc += tl.load(b_ptr + o, mask=n_ok, other=0.0).to(acc.dtype)[None, :]
-    y_off = ((n[:, None] * O + o[None, :]) * HO + (rem // WO)[:, None]) * WO + \
+    y_off = ((n64[:, None] * O + o[None, :]) * HO + (rem // WO)[:, None]) * WO + \
         (rem % WO)[:, None]
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
@@ -100,6 +101,7 @@ def _dgrad_kernel(g_ptr, w_ptr, gx_ptr,
     rem = offs_m % (H * W)
     h = rem // W
     w = rem % W
+    n64 = n.to(tl.int64)                    # element offsets in int64: tensors ≥ 2³¹ elements
     m_ok = offs_m < NPIX
     n_ok = offs_n < CG
     KK = KH * KW
@@ -121,14 +123,14 @@ def _dgrad_kernel(g_ptr, w_ptr, gx_ptr,
         ok = (th >= 0) & (tw >= 0) & (th_c % SH == 0) & (tw_c % SW == 0) & \
             (a_h < HO) & (a_w < WO)
         a_ok = m_ok[:, None] & k_ok[None, :] & ok
-        a = tl.load(g_ptr + (((n[:, None] * O + o[None, :]) * HO + a_h) * WO + a_w),
+        a = tl.load(g_ptr + (((n64[:, None] * O + o[None, :]) * HO + a_h) * WO + a_w),
                     mask=a_ok, other=0.0)
         bmat = tl.load(w_ptr + ((o[:, None] * CG + offs_n[None, :]) * KK +
                                 (offs_k % KK)[:, None]),
                        mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = tl.dot(a, bmat, acc, input_precision="tf32" if TF32 else "ieee",
                      out_dtype=tl.float64 if F64 else tl.float32)
-    gx_off = ((n[:, None] * C + c[None, :]) * H + h[:, None]) * W + w[:, None]
+    gx_off = ((n64[:, None] * C + c[None, :]) * H + h[:, None]) * W + w[:, None]
     tl.store(gx_ptr + gx_off, acc.to(gx_ptr.dtype.element_ty),
              mask=m_ok[:, None] & n_ok[None, :])
 
@@ -158,16 +160,16 @@ def _wgrad_kernel(g_ptr, x_ptr, part_ptr,
     for k0 in range(k_start, k_start + K_PER_SPLIT, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)                    # output pixel (n, a, b)
         k_ok = (offs_k < NPIX) & (offs_k < k_start + K_PER_SPLIT)
-        n = offs_k // (HO * WO)
+        n64 = (offs_k // (HO * WO)).to(tl.int64)   # int64 offsets: tensors ≥ 2³¹ elements
         rem = offs_k % (HO * WO)
         oa = rem // WO
         ob = rem % WO
-        a = tl.load(g_ptr + (((n[None, :] * O + o[:, None]) * HO + oa[None, :]) * WO +
+        a = tl.load(g_ptr + (((n64[None, :] * O + o[:, None]) * HO + oa[None, :]) * WO +
                              ob[None, :]), mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         ih = (oa * SH - PH)[:, None] + (i * DH)[None, :]
         iw = (ob * SW - PW)[:, None] + (j * DW)[None, :]
         b_ok = k_ok[:, None] & n_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        bmat = tl.load(x_ptr + (((n[:, None] * C + c[None, :]) * H + ih) * W + iw),
+        bmat = tl.load(x_ptr + (((n64[:, None] * C + c[None, :]) * H + ih) * W + iw),
                        mask=b_ok, other=0.0)
         acc = tl.dot(a, bmat, acc, input_precision="tf32" if TF32 else "ieee",
                      out_dtype=tl.float64 if F64 else tl.float32)
@@ -195,6 +197,21 @@ def _blocks(kind, m, ncols):
                 num_stages=3)
 
 
+MAX_PIXELS = 2 ** 31 - 1      # pixel (n, a, b) indices stay int32 inside the kernels
+MAX_GRID_YZ = 65535           # CUDA's limit on grid axes 1 and 2
+
+
+def _check_sizes(what, npix, groups):
+    """The kernels index output/input pixels in int32 (element offsets are int64: a tensor may
+    have ≥ 2³¹ elements, its pixel count N·H·W may not) and put the groups on grid axis 2."""
+    if npix > MAX_PIXELS:
+        raise ValueError(f"conv2d ({what}): {npix} pixels (batch × height × width) exceed the "
+                         f"Triton kernels' int32 pixel index ({MAX_PIXELS}): split the batch")
+    if groups > MAX_GRID_YZ:
+        raise ValueError(f"conv2d ({what}): groups={groups} exceeds CUDA's grid limit of "
+                         f"{MAX_GRID_YZ} on the axis that holds the groups")
+
+
 def _flags(x):
     f64 = x.dtype.itemsize == 8
     tf32 = x.dtype.itemsize == 4 and backends.cuda.matmul.allow_tf32
@@ -211,6 +228,7 @@ def _dims(x_shape, w_shape, out_hw, groups):
 def _forward(x, w, b, out_hw, stride, padding, dilation, groups):
     """y (N, C_out, *out_hw) = conv2d(x, w) + b, only the first ``out_hw`` output pixels."""
     xp = xp_of(x)
+    _check_sizes("forward", x.shape[0] * out_hw[0] * out_hw[1], groups)
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     n, c, h, wd, o, ho, wo, cg, og, kh, kw = _dims(x.shape, w.shape, out_hw, groups)
     y = xp.empty((n, o, ho, wo), dtype=x.dtype)
@@ -227,6 +245,7 @@ def _forward(x, w, b, out_hw, stride, padding, dilation, groups):
 def _dgrad(g, w, in_hw, stride, padding, dilation, groups):
     """gx (N, C_in, *in_hw): conv2d's input gradient."""
     xp = xp_of(g)
+    _check_sizes("input gradient", g.shape[0] * in_hw[0] * in_hw[1], groups)
     g, w = xp.ascontiguousarray(g), xp.ascontiguousarray(w)
     n, o, ho, wo = g.shape
     cg, kh, kw = w.shape[1:]
@@ -244,6 +263,7 @@ def _dgrad(g, w, in_hw, stride, padding, dilation, groups):
 def _wgrad(g, x, kernel_hw, stride, padding, dilation, groups, split=None):
     """gw (C_out, C_in/G, kh, kw) = Σ_{n,a,b} g · window(x), K split over ``split`` programs."""
     xp = xp_of(g)
+    _check_sizes("weight gradient", g.shape[0] * g.shape[2] * g.shape[3], groups)
     g, x = xp.ascontiguousarray(g), xp.ascontiguousarray(x)
     n, o, ho, wo = g.shape
     c, h, wd = x.shape[1:]
@@ -256,6 +276,7 @@ def _wgrad(g, x, kernel_hw, stride, padding, dilation, groups, split=None):
     if split is None:   # enough programs to fill the GPU (~4 per SM on an H100/H200)
         split = 1 if interpreting() else max(1, min(_cdiv(npix, 4 * blk["BLOCK_K"]),
                                                    _cdiv(528, tiles)))
+    split = max(1, min(split, MAX_GRID_YZ // groups))   # groups × split on grid axis 2
     per = _cdiv(_cdiv(npix, split), blk["BLOCK_K"]) * blk["BLOCK_K"]
     split = _cdiv(npix, per)
     acc_dtype = xp.float64 if g.dtype.itemsize == 8 else xp.float32

@@ -77,3 +77,43 @@ def test_tf32_switch_rejects_non_booleans():
     with pytest.raises(TypeError, match="allow_tf32 must be True or False"):
         backends.cuda.matmul.allow_tf32 = 1
     assert backends.cuda.matmul.allow_tf32 is False
+
+
+# ------------------------------------------------------------------------------ sizes
+@pytest.mark.parametrize("name", ["_fwd_kernel", "_dgrad_kernel", "_wgrad_kernel"])
+def test_element_offsets_are_int64(name):
+    """A tensor of ≥ 2³¹ elements (one 141 GB GPU holds many) must be addressed in int64: the
+    batch index n is widened before it multiplies the channel and pixel extents, and no
+    pointer offset is built from the int32 n (the source is the only place to see this
+    without 8 GB of memory)."""
+    import inspect
+    import re
+    src = inspect.getsource(getattr(_kernels(), name).fn)
+    assert re.search(r"n64 = .*\.to\(tl\.int64\)", src), "the batch index is not widened"
+    assert not re.search(r"\bn\[", src), "an offset is built from the int32 batch index"
+    assert src.count("n64") >= 3
+
+
+def test_pixel_count_beyond_int32_is_refused_before_any_work():
+    C = _kernels()
+    x = np.broadcast_to(np.zeros(1, np.float32), (2 ** 15, 1, 2 ** 8, 2 ** 8))  # 2³¹ pixels
+    w = np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match=r"2147483648 pixels .* int32 pixel index"):
+        C.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1)
+
+
+def test_wgrad_split_keeps_grid_axis_2_within_limits(monkeypatch):
+    C = _kernels()
+    grids = []
+
+    class Record:
+        def __getitem__(self, grid):
+            grids.append(grid)
+            return lambda *a, **k: None
+
+    monkeypatch.setattr(C, "_wgrad_kernel", Record())
+    monkeypatch.setattr(C, "MAX_GRID_YZ", 6)
+    g = np.zeros((4, 4, 8, 8), np.float32)
+    x = np.zeros((4, 4, 8, 8), np.float32)
+    C._wgrad(g, x, (3, 3), (1, 1), (1, 1), (1, 1), 2, split=50)
+    assert grids and grids[0][2] <= 6
