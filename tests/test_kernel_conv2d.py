@@ -240,6 +240,44 @@ def test_impl_matches_reference(impl, transposed):
     check()
 
 
+PINNED = {  # whatever hypothesis draws: no block multiple (the interpreter's blocks are 16)
+    "odd-channels": (False, dict(n=2, c_in=17, c_out=19, h=5, w=7, k=(3, 3), stride=(1, 1),
+                                 padding=(1, 1), dilation=(1, 1), groups=1, bias=True)),
+    "groups-stride-dilation": (False, dict(n=2, c_in=6, c_out=9, h=7, w=6, k=(3, 2),
+                                           stride=(2, 1), padding=(1, 0), dilation=(2, 1),
+                                           groups=3, bias=False)),
+    "transposed": (True, dict(n=2, c_in=6, c_out=9, h=4, w=5, k=(3, 2), stride=(2, 2),
+                              padding=(1, 0), output_padding=(1, 0), dilation=(1, 2),
+                              groups=3, bias=True)),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", sorted(PINNED))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_impl_pinned_cases(impl, case, dtype):
+    """Pinned odd sizes, grouped/strided/dilated and transposed, every operand a non-contiguous
+    view, both dtypes (float32: tol + |ref|·eps as the float32 test below), forward and the
+    three gradients against the float64 reference (itself checked against the loop definition
+    and central differences above)."""
+    transposed, cfg = PINNED[case]
+    x, w, b = _arrays(cfg, transposed, seed=5)
+    want = _run(cfg, transposed, "reference", x, w, b)
+    cast = (lambda a: a) if dtype == np.float64 else (
+        lambda a: None if a is None else a.astype(np.float32))
+    got = _run(cfg, transposed, impl, cast(x), cast(w), cast(b), noncontig=True)
+    if dtype == np.float64:
+        _compare(got, want, 1e-10)
+        return
+    for name, a, r in zip(("y", "dx", "dw", "db"), got, want):
+        if r is None:
+            assert a is None
+            continue
+        assert a.dtype == np.float32 and a.shape == r.shape, name
+        err = np.abs(a - r)
+        assert (err <= 1e-4 * (1 + np.abs(r))).all(), f"{name}: {err.max():.3g}"
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_impl_float32_and_pointwise(impl):
     """float32 (llm.c tolerance tol + |ref|·eps) on a 1×1 conv (native: the GEMM-only path)

@@ -247,7 +247,7 @@ def test_ddim_step_vs_reference(impl, dt):
 @pytest.mark.parametrize("w", [None, 2.0], ids=["no-guidance", "guidance"])
 def test_ddim_step_interior_eta_against_formula(impl, dt, eta, w):
     """Pinned (not drawn): interior t → t' with σ_t ≠ 0 at 0 < η < 1, guidance on and off, an
-    odd per-sample size (3·5·7 = 105, no block multiple), against MATH.md §7 written out here
+    odd size (4·3·17·9 = 1836: past one 1024-element block), against MATH.md §7 written out here
     from the schedule's ᾱ (not the kernel table, not the reference module):
         ε̄ = (1 + w) ε_c − w ε_u,   x̂_0 = (x_t − √(1 − ᾱ_t) ε̄)/√ᾱ_t
         σ_t = η √((1 − ᾱ_{t'})/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_{t'})
@@ -255,7 +255,7 @@ def test_ddim_step_interior_eta_against_formula(impl, dt, eta, w):
     A σ(η) slip (η for η², a missing square root) shows at η = 0.3 where η = 1 hides it."""
     s = SCHEDS["cosine"]
     rng = np.random.default_rng(11)
-    shape = (4, 3, 5, 7)
+    shape = (4, 3, 17, 9)          # 1836 elements: past one 1024-element block, no multiple
     x, ec, eu, z = (rng.standard_normal(shape).astype(dt) for _ in range(4))
     t, tp = np.array([37, 20, 5, 9]), np.array([30, 3, 4, -1])
     ab = s.alphas_cumprod[t]
@@ -295,7 +295,8 @@ def _formula_x0_eps(s, x, t, m, pred, clip):
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("pred", R.PREDICTION_TYPES)
 @pytest.mark.parametrize("clip", [None, 1.0])
-def test_predict_and_steps_against_formula(impl, dt, pred, clip):
+@pytest.mark.parametrize("view", [False, True], ids=["contiguous", "strided-views"])
+def test_predict_and_steps_against_formula(impl, dt, pred, clip, view):
     """Every implementation, the reference included, against the formulas written in the test
     (the drawn *_vs_reference tests above leave the reference itself unchecked):
     predict_x0; DDPM x_{t−1} = c₁ x̂_0 + c₂ x_t + σ_t z with c₁ = √ᾱ_{t−1} β_t/(1−ᾱ_t),
@@ -303,9 +304,16 @@ def test_predict_and_steps_against_formula(impl, dt, pred, clip):
     and ε̂; guidance w = 1.5 (ε̄ = 2.5 ε_c − 1.5 ε_u)."""
     s = SCHEDS["sigmoid"]
     rng = np.random.default_rng(12)
-    shape = (4, 3, 5, 7)
+    shape = (4, 3, 17, 9)          # 1836 elements: past one 1024-element block, no multiple
     x, ec, eu, z = (rng.standard_normal(shape).astype(dt) for _ in range(4))
     x64, ec64, eu64, z64 = (a.astype(np.float64) for a in (x, ec, eu, z))
+    if view:   # every operand a non-contiguous view (every other column of a wider array)
+        def T(a):
+            big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+            big[..., ::2] = a
+            return mg.tensor(big)[..., ::2]
+    else:
+        T = mg.tensor
     m = 2.5 * ec64 - 1.5 * eu64
     t = np.array([37, 20, 5, 0])
     col = lambda v: v.reshape(-1, 1, 1, 1)  # noqa: E731
@@ -313,16 +321,16 @@ def test_predict_and_steps_against_formula(impl, dt, pred, clip):
     ab_prev = np.where(t > 0, s.alphas_cumprod[np.maximum(t - 1, 0)], 1.0)
     beta = s.betas[t]
     kw = dict(prediction_type=pred, clip_sample=clip is not None, clip_sample_range=clip or 1.0,
-              guidance_scale=1.5, uncond_output=mg.tensor(eu))
+              guidance_scale=1.5, uncond_output=T(eu))
     x0, eps = _formula_x0_eps(s, x64, t, m, pred, clip)
     with dispatch.use(noise_schedule=impl):
-        got = mg.predict_x0(s, mg.tensor(ec), mg.tensor(t), mg.tensor(x), pred)
+        got = mg.predict_x0(s, T(ec), mg.tensor(t), T(x), pred)
         _close(got, _formula_x0_eps(s, x64, t, ec64, pred, None)[0].astype(dt), dt, "x0")
         for var, sig2 in (("fixed_small", beta * (1 - ab_prev) / (1 - ab)), ("fixed_large", beta)):
             sigma = np.where(t == 0, 0.0, np.sqrt(sig2))
             want = (col(np.sqrt(ab_prev) * beta / (1 - ab)) * x0
                     + col(np.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x64 + col(sigma) * z64)
-            prev = mg.ddpm_step(s, mg.tensor(ec), mg.tensor(t), mg.tensor(x), mg.tensor(z),
+            prev = mg.ddpm_step(s, T(ec), mg.tensor(t), T(x), T(z),
                                 variance_type=var, **kw)
             _close(prev, want.astype(dt), dt, f"ddpm {var}")
         tp = np.array([30, 3, -1, -1])
@@ -331,8 +339,8 @@ def test_predict_and_steps_against_formula(impl, dt, pred, clip):
         ab, ab_p = s.alphas_cumprod[tt], np.where(tp < 0, 1.0, s.alphas_cumprod[tp])
         sigma = 0.3 * np.sqrt((1 - ab_p) / (1 - ab) * (1 - ab / ab_p))
         want = col(np.sqrt(ab_p)) * x0 + col(np.sqrt(1 - ab_p - sigma ** 2)) * eps + col(sigma) * z64
-        prev = mg.ddim_step(s, mg.tensor(ec), mg.tensor(tt), mg.tensor(tp), mg.tensor(x),
-                            mg.tensor(z), eta=0.3, **kw)
+        prev = mg.ddim_step(s, T(ec), mg.tensor(tt), mg.tensor(tp), T(x),
+                            T(z), eta=0.3, **kw)
         _close(prev, want.astype(dt), dt, "ddim")
 
 
