@@ -303,8 +303,19 @@ def coupling_backward(g_out, g_logdet, inp, h, reverse=False):
     return g_inp, g_h
 
 
+def _same_dtype(op, **arrays):
+    """Triton types each loaded value by its array: a log-scale of another dtype than x would
+    change the type of _actnorm_bwd's loop-carried sums (a GPU compile error the interpreter
+    lets through) and mix precisions in _actnorm_fwd. One dtype, said clearly, instead."""
+    dts = {name: a.dtype for name, a in arrays.items() if a is not None}
+    if len(set(dts.values())) > 1:
+        raise TypeError(f"{op}: the arrays must share one dtype, got " +
+                        ", ".join(f"{k} {v}" for k, v in dts.items()))
+
+
 @launcher
 def actnorm_forward(x, log_scale, bias, reverse=False):
+    _same_dtype("actnorm_forward", x=x, log_scale=log_scale, bias=bias)
     xp = xp_of(x)
     x = xp.ascontiguousarray(x)
     c = x.shape[1]
@@ -320,6 +331,7 @@ def actnorm_forward(x, log_scale, bias, reverse=False):
 
 @launcher
 def actnorm_backward(g_out, g_logdet, saved, log_scale, reverse=False):
+    _same_dtype("actnorm_backward", saved=saved, log_scale=log_scale, g_out=g_out)
     xp = xp_of(saved)
     saved = xp.ascontiguousarray(saved)
     g = xp.zeros_like(saved) if g_out is None else xp.ascontiguousarray(g_out)

@@ -217,12 +217,21 @@ def _scalars(like, eta, w, r):
     return arr
 
 
+def _c(a):
+    """The kernels address every array as flat C order (sample n at n·D, t[n] at n): views of
+    another layout are copied once here (a no-op for C-contiguous arrays and None)."""
+    if a is None or a.flags.c_contiguous:
+        return a
+    return _xp(a).ascontiguousarray(a)
+
+
 def _f64(x):
     return x.dtype == np.float64
 
 
 @launcher
 def _lincomb(table, t, x, y, ca, sa, cb, sb):
+    table, t, x, y = _c(table), _c(t), _c(x), _c(y)
     xp = _xp(x)
     out = xp.empty_like(x)
     N, D = _dims(x)
@@ -243,6 +252,7 @@ def q_sample(table, x0, t, noise):
 @launcher
 def q_sample_backward(table, t, grad, need_x0=True, need_noise=True):
     """(√ᾱ_t g, √(1 − ᾱ_t) g), one pass over g."""
+    table, t, grad = _c(table), _c(t), _c(grad)
     xp = _xp(grad)
     gx = xp.empty_like(grad) if need_x0 else None
     gy = xp.empty_like(grad) if need_noise else None
@@ -278,6 +288,8 @@ def posterior_mean(table, x0, xt, t):
 @launcher
 def _step(kind, table, xt, t, t_prev, eps_c, eps_u, noise, *, eta, w, prediction_type,
           sigma_col, clip, return_x0):
+    table, xt, t, t_prev = _c(table), _c(xt), _c(t), _c(t_prev)
+    eps_c, eps_u, noise = _c(eps_c), _c(eps_u), _c(noise)
     xp = _xp(xt)
     out = xp.empty_like(xt)
     x0 = xp.empty_like(xt) if return_x0 else None

@@ -113,6 +113,9 @@ def actnorm(input, log_scale, bias, reverse=False):
         if tuple(t.shape) != (c,):
             raise RuntimeError(f"actnorm: {name} must have shape ({c},) for input "
                                f"{tuple(input.shape)}, got {tuple(t.shape)}")
+        if t.data.dtype != input.data.dtype:
+            raise TypeError(f"actnorm: {name} has dtype {t.data.dtype}, input "
+                            f"{input.data.dtype}: they must match")
     return ActNorm.apply(input, log_scale, bias, bool(reverse))
 
 
