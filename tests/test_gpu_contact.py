@@ -288,3 +288,50 @@ def test_readme_names_the_gpu_requirements():
     for needle in ("minigen[gpu]", "minigen[gpu-cuda12]", "minigen[gpu-triton]",
                    "torch.cuda.is_available()", "allow_tf32"):
         assert needle in section, needle
+
+
+# ----------------------------------------------------------------------------- on a GPU
+def _cuda_why():
+    try:
+        return _triton.unavailable("cuda")
+    except Exception as exc:  # pragma: no cover - triton missing
+        return str(exc)
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_probe_and_info_agree():
+    from minigen.info import _triton_line
+    why = _cuda_why()
+    line = _triton_line(gpu=True)
+    if why is None:
+        assert line.startswith("✓") and "compiles for the GPU" in line, line
+    else:
+        assert line.startswith("→") and why.split(" (")[0] in line, (why, line)
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_triton_launches_on_cupys_current_stream():
+    cupy = pytest.importorskip("cupy")
+    why = _cuda_why()
+    if why is not None:
+        pytest.skip(f"triton on cuda: {why}")
+    from minigen.kernels import attention as A
+    from minigen.reference import attention as R
+    seen = []
+
+    @_triton.launcher
+    def where(x):
+        seen.append(_triton._active_driver().get_current_stream(x.device.id))
+
+    stream = cupy.cuda.Stream(non_blocking=True)
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((2, 33, 32))
+    with stream:
+        where(cupy.zeros(1))
+        qd = cupy.asarray(q)
+        o, lse = A.attention_forward(qd, qd, qd, None, True, 0.2)
+        o2 = o * 2.0                     # a CuPy op queued on the same stream after it
+    stream.synchronize()
+    assert seen == [stream.ptr] and stream.ptr != 0
+    want, _ = R.attention_forward(q, q, q, None, True, 0.2)
+    np.testing.assert_allclose(o2.get(), 2 * want, rtol=1e-12, atol=1e-12)
