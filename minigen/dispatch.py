@@ -29,6 +29,10 @@ Forcing one implementation, for study and benchmarking:
 
 A forced implementation that cannot run raises a ``RuntimeError`` that says why; it never falls
 back silently.
+
+Triton on ``cuda`` counts as available only when Triton's active driver can launch there
+(``minigen.kernels._triton.driver_probe``, run once: Triton 3.6's CUDA driver needs a CUDA build
+of PyTorch); otherwise the family falls back like any other unavailable implementation.
 """
 from __future__ import annotations
 
