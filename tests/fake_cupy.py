@@ -338,6 +338,8 @@ class _SubModule:
 
     def __getattr__(self, name):
         attr = getattr(self._mod, name)
+        if isinstance(attr, types.ModuleType):     # cupy.lib.stride_tricks.as_strided, ...
+            return _SubModule(attr)
         return _wrapped_fn(attr) if callable(attr) and not isinstance(attr, type) else attr
 
 

@@ -269,3 +269,22 @@ def test_newcomer_commands_end_to_end(tmp_path, capsys):
     # a bad RUN is a clear error, not a traceback
     assert main(["sample", str(tmp_path / "nothing")]) == 2
     assert "not a training run directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- host reads on cuda
+def test_fit_on_cuda_reads_the_host_once_per_log_interval(tmp_path, monkeypatch):
+    """On the CuPy stand-in of tests/fake_cupy.py (counts every device→host transfer): 50
+    steps with the cuda default log_every = 25 make 2 reads of the pending losses and norms;
+    the rest of the transfers are the checkpoint's tensors, written once at the end."""
+    import fake_cupy
+    from minigen.harness.loop import CUDA_LOG_EVERY
+    counter = fake_cupy.install(monkeypatch)
+    with mg.dispatch.use("reference"):
+        m = fit(DDPMFamily, DDPMConfig(data="digits", preset="tiny", batch_size=8, steps=50,
+                                       conditional=True, device="cuda", images=False,
+                                       progress=False, checkpoint_every=1000,
+                                       out=str(tmp_path / "r")), log=quiet)
+    assert m["steps"] == 50 and np.isfinite(m["final_loss_mean_last_100"])
+    outside_checkpoint = [w for _, w in counter.syncs if "serialization.py" not in w]
+    assert len(outside_checkpoint) == 50 // CUDA_LOG_EVERY, "\n".join(outside_checkpoint)
+    assert len(read_loss_csv(os.path.join(str(tmp_path / "r"), "loss.csv"))) == 50
