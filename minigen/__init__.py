@@ -26,6 +26,14 @@ def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
 
 
+def load_run(path, device="cpu", ema=True):
+    """A trained run (``minigen train FAMILY --out RUN``) as its family object: ``.model``
+    (EMA weights where kept), ``.config``, ``.metrics``, ``.sample(...)``, ``.evaluate(...)``
+    (``minigen.harness.load_run``)."""
+    from .harness import load_run as _load_run
+    return _load_run(path, device=device, ema=ema)
+
+
 def _late_imports():
     # nn, optim and serialization import the ops above; keep them after.
     global nn, optim, save, load, dispatch, linalg

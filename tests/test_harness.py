@@ -262,7 +262,7 @@ def test_newcomer_commands_end_to_end(tmp_path, capsys):
     assert main(["sample", r1, "--num", "9"]) == 0
     assert main(["eval", r1]) == 0
     assert "heldout_elbo" in mg.harness.rundir.read_json(os.path.join(r1, "metrics.json"))["eval"]
-    run = load_run(r2)
+    run = mg.load_run(r2)
     assert isinstance(run, DDPMFamily) and run.step == 20 and run.config.preset == "tiny"
     assert run.metrics["steps"] == 20 and not run.model.training
     assert load_run(r1).model is not None
