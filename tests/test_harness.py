@@ -288,3 +288,54 @@ def test_fit_on_cuda_reads_the_host_once_per_log_interval(tmp_path, monkeypatch)
     outside_checkpoint = [w for _, w in counter.syncs if "serialization.py" not in w]
     assert len(outside_checkpoint) == 50 // CUDA_LOG_EVERY, "\n".join(outside_checkpoint)
     assert len(read_loss_csv(os.path.join(str(tmp_path / "r"), "loss.csv"))) == 50
+
+
+def test_ctrl_c_writes_a_checkpoint_and_the_resume_is_exact(tmp_path, monkeypatch):
+    from minigen.harness import loop
+
+    class CtrlCAfter7:
+        """The first Ctrl-C's effect (a stop request) once 7 steps have been checked."""
+        def __init__(self):
+            self.calls = 0
+
+        @property
+        def requested(self):
+            self.calls += 1
+            return self.calls > 7
+
+        def restore(self):
+            pass
+
+    kw = dict(data="digits", preset="tiny", batch_size=16, limit=100, images=False,
+              progress=False, checkpoint_every=1000)
+    straight, split = str(tmp_path / "a"), str(tmp_path / "b")
+    fit(DDPMFamily, DDPMConfig(**kw, steps=12, out=straight), log=quiet)
+    monkeypatch.setattr(loop, "StopOnInterrupt", CtrlCAfter7)
+    said = []
+    with pytest.raises(KeyboardInterrupt):
+        fit(DDPMFamily, DDPMConfig(**kw, steps=12, out=split), log=said.append)
+    assert any("checkpoint saved at step 8" in s for s in said), said
+    monkeypatch.undo()
+    fit(DDPMFamily, DDPMConfig(**kw, steps=12, out=split), resume=True, log=quiet)
+    a, b = _checkpoint_tensors(straight), _checkpoint_tensors(split)
+    for k in a:
+        if isinstance(a[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            assert a[k] == b[k], k
+
+
+def test_progress_bar_in_a_terminal_for_steps_and_minutes():
+    pytest.importorskip("tqdm")
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    for total, unit in ((10, "step"), (60.0, "s")):
+        stream = Tty()
+        p = Progress(True, quiet, total=total, stream=stream, unit=unit)
+        for s in range(1, 6):
+            p.update(s, 6.0 * s, 0.25)
+        p.close()
+        out = stream.getvalue()
+        assert "loss=0.25" in out and ("5/10" in out if unit == "step" else "30/60" in out), out
