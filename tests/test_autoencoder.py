@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import minigen
-from minigen.models.autoencoder import AutoencoderKL, train_autoencoder
+from minigen.diffusion.autoencoder_train import train_autoencoder
+from minigen.models.autoencoder import AutoencoderKL
 
 
 def digits_like(n, seed=0, side=28):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minigen
-from minigen.models import classifier as C
+from minigen.harness import classifier as C
 
 
 def bars(n, seed, noise=0.3):

@@ -395,7 +395,7 @@ def evaluate_run(run, device="cpu", seed: int = 0, progress: bool = True, log=pr
                          "with unconditional / classifier_scale sampling (the null-class model)")
     if classifier_scale < 0:
         raise ValueError(f"evaluate_run: classifier_scale must be ≥ 0, got {classifier_scale}")
-    from ..models.classifier import train_classifier
+    from ..harness.classifier import train_classifier
     from .datasets import load_image_dataset
     cfg = run.config
     data = load_image_dataset(cfg.data, cfg.data_dir)
@@ -425,7 +425,7 @@ def evaluate_run(run, device="cpu", seed: int = 0, progress: bool = True, log=pr
         model = _NullClass(run.model)
         labels = (np.arange(n) % 10).astype(np.int64) if classifier_scale else None
     if classifier_scale:
-        from ..models.classifier import train_noisy_classifier
+        from ..harness.classifier import train_noisy_classifier
         if run.autoencoder is not None:
             raise ValueError("evaluate_run: classifier guidance runs in pixel space; this run "
                              "is a latent one")

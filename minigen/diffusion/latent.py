@@ -71,7 +71,7 @@ def _config_of(ae) -> dict:
 
 def _train_autoencoder(images, cfg, log):
     """Call ``train_autoencoder`` with the arguments of ours it takes (images first)."""
-    fn = _module().train_autoencoder
+    from .autoencoder_train import train_autoencoder as fn
     params = inspect.signature(fn).parameters
     offered = {"seed": cfg.seed, "device": cfg.device, "log": log, "progress": cfg.progress}
     if cfg.ae_epochs is not None:

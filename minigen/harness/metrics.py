@@ -46,7 +46,7 @@ def sample_fcd(images, data, device="cpu", log=print) -> dict:
     if tuple(data.shape) != (1, 28, 28):
         log(f"(FCD needs the MNIST classifier: skipped for {tuple(data.shape)} images)")
         return {}
-    from ..models.classifier import train_classifier
+    from .classifier import train_classifier
     clf = train_classifier(device=device, log=log)
     ref = feature_statistics(clf, data.to_float(data.train), device=device)
     floor = fcd(clf, data.to_float(data.heldout), ref, device=device)
@@ -122,7 +122,7 @@ def fcd_floor(classifier, train_images, heldout_images, device="cpu") -> float:
 
 def class_accuracy(classifier, images, labels, device="cpu") -> float:
     """Share of (class-conditional) samples that ``classifier`` assigns to their label."""
-    from ..models.classifier import accuracy
+    from .classifier import accuracy
     x = images
     if isinstance(x, Tensor):
         x = np.asarray(x.detach().to("cpu").numpy())
