@@ -244,7 +244,7 @@ def test_parse_pytest_summary_and_killed_output():
 
 def test_part_budgets_and_parts_options():
     b = gpu_check.parse_part_budgets("attention=90,install=5")
-    assert b["attention"] == 90 and b["install"] == 5 and b["conv2d"] == 40
+    assert b["attention"] == 90 and b["install"] == 5 and b["conv2d"] == 45
     with pytest.raises(SystemExit, match="NAME=SECONDS"):
         gpu_check.parse_part_budgets("attention")
     assert gpu_check.select_parts("e2_e3,env") == ["env", "e2_e3"]   # the check's order
@@ -331,3 +331,31 @@ def test_watched_model_records_which_steps_made_the_host_wait():
     assert [s["waited"] for s in w.steps] == [False, True, False]
     assert probe.spins == 3 and len(calls) == 3 and w.num_classes == 10
     assert all(s["host_s"] >= 0 for s in w.steps)
+
+
+def test_run_parts_keeps_the_reserve_of_later_parts():
+    clock = FakeClock()
+    seen = []
+
+    def greedy(name, timeout):           # every part uses all the time it is given
+        seen.append((name, timeout))
+        clock.t += timeout
+        return {"status": "failed", "reason": "timed out"}
+
+    res = gpu_check.run_parts(["a", "b", "c"], greedy, budget=100,
+                              budgets={"a": 100, "b": 100, "c": 100},
+                              reserves={"a": 10, "b": 20, "c": 15}, clock=clock)
+    # a: 100 − (20 + 15); b: what is left less c's reserve; c: the rest
+    assert seen == [("a", 65), ("b", 20), ("c", 15)]
+    assert [r["status"] for r in res] == ["failed"] * 3
+    # a part's own reserve holds even when the later reserves eat the rest
+    clock.t, seen[:] = 0.0, []
+    gpu_check.run_parts(["a", "b"], greedy, budget=30, budgets={"a": 100, "b": 100},
+                        reserves={"a": 10, "b": 25}, clock=clock)
+    assert seen == [("a", 10), ("b", 20)]
+
+
+def test_parse_pytest_xdist_lines_of_a_killed_run():
+    killed = ("[gw0] [ 10%] PASSED tests/a.py::t[cuda] \n[gw1] [ 20%] SKIPPED tests/a.py::v \n"
+              "[gw0] [ 30%] FAILED tests/b.py::u[cuda] \n")
+    assert gpu_check.parse_pytest(killed)["counts"] == {"passed": 1, "skipped": 1, "failed": 1}
