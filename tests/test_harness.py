@@ -339,3 +339,18 @@ def test_progress_bar_in_a_terminal_for_steps_and_minutes():
         p.close()
         out = stream.getvalue()
         assert "loss=0.25" in out and ("5/10" in out if unit == "step" else "30/60" in out), out
+
+
+def test_cosine_learning_rate_after_the_warm_up(tmp_path):
+    out = str(tmp_path / "r")
+    fit(VAEFamily, VAEConfig(data="digits", preset="tiny", steps=12, warmup=3, lr=1e-3,
+                             lr_schedule="cosine", out=out, images=False, progress=False),
+        log=quiet)
+    lrs = np.array([r["lr"] for r in read_loss_csv(os.path.join(out, "loss.csv"))])
+    n = np.arange(12)
+    expect = np.where(n < 3, (n + 1) / 4, 0.5 * (1 + np.cos(np.pi * (n - 3) / 9))) * 1e-3
+    np.testing.assert_allclose(lrs, expect, rtol=1e-12)
+    with pytest.raises(ValueError, match="cosine needs"):
+        fit(VAEFamily, VAEConfig(data="digits", minutes=1.0, lr_schedule="cosine",
+                                 out=str(tmp_path / "m"), images=False, progress=False),
+            log=quiet)

@@ -51,6 +51,10 @@ class TrainConfig:
     ema_decay: float = field(default=0.0, metadata={
         "help": "EMA of the weights, sampled from (0: no EMA)"})
     warmup: int = field(default=0, metadata={"help": "linear LR warm-up steps"})
+    lr_schedule: str = field(default="constant", metadata={
+        "choices": ("constant", "cosine"),
+        "help": "after the warm-up: constant, or cosine decay to 0 at the last step (needs "
+                "--steps or --epochs)"})
     grad_clip: float = field(default=0.0, metadata={"help": "max total gradient norm (0: off)"})
     seed: int = 0
     out: str = field(default="runs/run", metadata={"help": "run directory"})
@@ -67,7 +71,7 @@ class TrainConfig:
 
     # settings that a resumed run must share with its checkpoint (families add theirs)
     RESUME_KEYS = ("data", "data_dir", "limit", "preset", "batch_size", "lr", "ema_decay",
-                   "warmup", "grad_clip", "seed")
+                   "warmup", "lr_schedule", "grad_clip", "seed")
     # defaults of the run length when none of steps / minutes / epochs is given
     DEFAULT_STEPS = 2000
     DEFAULT_EPOCHS = None

@@ -59,6 +59,8 @@ def validate(cfg: TrainConfig, family_cls):
               (cfg.minutes is None or cfg.minutes >= 0, "--minutes must be ≥ 0"),
               (cfg.limit is None or cfg.limit >= 1, "--limit must be ≥ 1"),
               (cfg.log_every >= 0, "--log-every must be ≥ 0"),
+              (cfg.lr_schedule in ("constant", "cosine"),
+               "--lr-schedule must be constant or cosine"),
               (cfg.sample_every >= 0 and cfg.checkpoint_every >= 1,
                "--sample-every must be ≥ 0 and --checkpoint-every ≥ 1"),
               (not family_cls.presets or cfg.preset in family_cls.presets,
@@ -77,11 +79,22 @@ def _targets(cfg: TrainConfig):
     return steps, epochs, (None if minutes is None else 60.0 * minutes)
 
 
-def _lr_schedule(opt, cfg):
+def _lr_schedule(opt, cfg, total_steps):
+    """η(n) = η₀ (n + 1)/(W + 1) for n < W (warm-up), then η₀ ("constant": LinearLR from
+    1/(W + 1) to 1 over W steps) or η₀ · ½ (1 + cos(π (n − W)/(N − W))) ("cosine", N the run's
+    total steps: 0 after the last one)."""
     from .. import optim
-    # η(n) = η₀ (n + 1)/(W + 1) for n < W, then η₀: LinearLR from 1/(W + 1) to 1 over W steps
-    return optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / (cfg.warmup + 1), end_factor=1.0,
-                                       total_iters=max(cfg.warmup, 1))
+    W = cfg.warmup
+    if cfg.lr_schedule == "constant":
+        return optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / (W + 1), end_factor=1.0,
+                                           total_iters=max(W, 1))
+    span = max(total_steps - W, 1)
+
+    def factor(n):
+        if n < W:
+            return (n + 1) / (W + 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(n - W, span) / span))
+    return optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def fit(family_cls, cfg: TrainConfig, resume: bool = False, log=print) -> dict:
@@ -124,11 +137,19 @@ def fit(family_cls, cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     if family_cls.drop_last and n_examples < cfg.batch_size:
         raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {n_examples} "
                          "training examples")
+    target_steps, target_epochs, budget = _targets(cfg)
+    n_batches = (n_examples // cfg.batch_size if family_cls.drop_last
+                 else -(-n_examples // cfg.batch_size))
+    total = target_steps if target_steps is not None else (
+        target_epochs * n_batches if target_epochs is not None else None)
+    if cfg.lr_schedule == "cosine" and total is None:
+        raise ValueError(f"{family_cls.name}: --lr-schedule cosine needs the run's length: "
+                         "--steps or --epochs (not --minutes alone)")
     opts, scheds, params = {}, {}, {}
     for name, ps in fam.optimizers().items():
         params[name] = list(ps)
         opts[name] = fam.make_optimizer(name, params[name], cfg.lr)
-        scheds[name] = _lr_schedule(opts[name], cfg)
+        scheds[name] = _lr_schedule(opts[name], cfg, total)
     ema = (EMA(fam.modules()[family_cls.ema_module], decay=cfg.ema_decay, warmup=True)
            if cfg.ema_decay > 0 else None)
     rng = Generator("cpu").manual_seed(cfg.seed + 1)
@@ -181,11 +202,6 @@ def fit(family_cls, cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             for m in fam.modules().values():
                 m.train()
 
-    target_steps, target_epochs, budget = _targets(cfg)
-    n_batches = (n_examples // cfg.batch_size if family_cls.drop_last
-                 else -(-n_examples // cfg.batch_size))
-    total = target_steps if target_steps is not None else (
-        target_epochs * n_batches if target_epochs is not None else None)
     log(f"{fam.describe()}; batch {cfg.batch_size}, Adam lr {cfg.lr}"
         f"{f' (warm-up {cfg.warmup})' if cfg.warmup else ''}"
         f"{f', EMA {cfg.ema_decay}' if cfg.ema_decay else ''}"
