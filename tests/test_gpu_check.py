@@ -359,3 +359,27 @@ def test_parse_pytest_xdist_lines_of_a_killed_run():
     killed = ("[gw0] [ 10%] PASSED tests/a.py::t[cuda] \n[gw1] [ 20%] SKIPPED tests/a.py::v \n"
               "[gw0] [ 30%] FAILED tests/b.py::u[cuda] \n")
     assert gpu_check.parse_pytest(killed)["counts"] == {"passed": 1, "skipped": 1, "failed": 1}
+
+
+def test_install_part_runs_pip_editable_and_reports_its_exit(monkeypatch, tmp_path):
+    calls = []
+    rcs = iter([0, 1])
+
+    def fake_run(cmd, timeout, log_path, env=None, cwd=None):
+        calls.append(cmd)
+        return {"rc": next(rcs), "seconds": 1.0, "output": "error: no compiler"}
+
+    monkeypatch.setattr(gpu_check, "run_command", fake_run)
+    args = types.SimpleNamespace(no_install=False, install=False, dry_run=False)
+    log = str(tmp_path / "log")
+    assert gpu_check.part_install(args, 60, log)["status"] == "ok"
+    assert calls[0][1:] == ["-m", "pip", "install", "-e", ".", "--no-deps",
+                            "--no-build-isolation"]
+    bad = gpu_check.part_install(args, 60, log)
+    assert bad["status"] == "failed" and "exit status 1" in bad["reason"]
+    assert "no compiler" in bad["log_tail"]
+    args.no_install = True
+    assert gpu_check.part_install(args, 60, log)["status"] == "skipped"
+    args.no_install, args.dry_run = False, True          # dry run: only with --install
+    assert gpu_check.part_install(args, 60, log)["status"] == "skipped"
+    assert len(calls) == 2
