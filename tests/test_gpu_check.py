@@ -383,3 +383,22 @@ def test_install_part_runs_pip_editable_and_reports_its_exit(monkeypatch, tmp_pa
     args.no_install, args.dry_run = False, True          # dry run: only with --install
     assert gpu_check.part_install(args, 60, log)["status"] == "skipped"
     assert len(calls) == 2
+
+
+def test_markdown_names_failed_parts_with_their_traceback():
+    report = {"title": "t", "dry_run": False, "date": "d", "command": "c", "budget_s": 460,
+              "elapsed_s": 12.0, "parts": [
+                  {"name": "env", "status": "ok", "seconds": 1.0, "timeout_s": 25,
+                   "info": {}},
+                  {"name": "attention", "status": "failed", "seconds": 3.0, "timeout_s": 80,
+                   "reason": "1 case(s) failed: 16×16 float16 triton",
+                   "rows": [{"workload": "w fwd", "provider": "torch", "median_s": 1e-3,
+                             "tflops": 12.5}],
+                   "cases": [{"name": "16×16 float16 triton", "status": "failed",
+                              "error": "Traceback …\nCompilationError: out of resources"}]},
+                  {"name": "ddim_sync", "status": "skipped", "reason": "time budget spent"}]}
+    md = gpu_check.markdown(report)
+    assert "| attention | failed | 3.0 | 80 | 1 case(s) failed" in md
+    assert "| ddim_sync | skipped |" in md and "time budget spent" in md
+    assert "## Failures" in md and "CompilationError: out of resources" in md
+    assert "| attention | w fwd | torch | 1.000 ms |" in md
