@@ -384,3 +384,22 @@ def test_loss_on_device(device, name):
     fn, ref, arrays = _device_cases()[name]
     grad_inputs = [0] if name == "cross_entropy" else None
     check_op(fn, ref, arrays, device=device, grad_inputs=grad_inputs)
+
+
+def test_inputs_without_a_gradient_path_refuse_requires_grad():
+    """A class weight of nll_loss / cross_entropy (class-index targets) and batch_norm's running
+    statistics get no gradient: asking for one is an error, not a silent zero."""
+    import minigen.nn.functional as F
+    x = mg.randn(4, 3, requires_grad=True)
+    y = mg.tensor([0, 2, 1, 0])
+    w = mg.tensor([1.0, 2.0, 0.5], requires_grad=True)
+    for fn in (F.cross_entropy, lambda a, b, weight: F.nll_loss(a.log_softmax(-1), b,
+                                                                 weight=weight)):
+        with pytest.raises(RuntimeError, match="class weight that requires grad"):
+            fn(x, y, weight=w)
+        fn(x, y, weight=w.detach()).backward()      # detached: fine
+    xb = mg.randn(4, 3, 2, 2, requires_grad=True)
+    rm, rv = mg.zeros(3, requires_grad=True), mg.ones(3)
+    for training in (False, True):
+        with pytest.raises(RuntimeError, match="running_mean requires grad"):
+            F.batch_norm(xb, rm, rv, training=training)

@@ -393,6 +393,9 @@ def _check_class_targets(op, input, target, weight, ignore_index):
         if tuple(weight.shape) != (c,):
             raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} should have one entry "
                              f"per class ({c},)")
+        if weight.requires_grad:   # the fused op has no gradient for it (zero, silently)
+            raise RuntimeError(f"{op}: a class weight that requires grad is not supported with "
+                               "class-index targets (it gets no gradient); pass it detached")
     return c
 
 

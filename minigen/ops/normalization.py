@@ -335,9 +335,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if t.device is not input.device:
             raise RuntimeError(f"{op}: {name} is on {t.device} but the input is on "
                                f"{input.device}")
-        if training and t.requires_grad:
-            raise RuntimeError(f"{op}: {name} requires grad and would be updated in place; "
-                               "running statistics are buffers, pass them detached")
+        if t.requires_grad:   # no gradient flows to them (zero, silently, otherwise)
+            raise RuntimeError(f"{op}: {name} requires grad; running statistics are buffers "
+                               "(updated in place in training, constants in evaluation) and "
+                               "get no gradient: pass them detached")
     _check_param(op, "weight", weight, (c,), input)
     _check_param(op, "bias", bias, (c,), input)
     _check_eps(op, eps)
