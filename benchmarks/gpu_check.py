@@ -48,9 +48,11 @@ Notes: what it measures on a GPU, in this order (each part a name for ``--parts`
 Every kernel row: median time over repeats (synchronized perf_counter, harness.measure, after a
 timed first call that includes Triton's compilation), TFLOP/s or GB/s, "% peak" = the row's rate
 over the matching measured peak (FLOP rows: the matrix-product peak of the row's dtype; float32
-against TF32-off, so fp32 kernels that use TF32 can read above 100 %; byte rows: the copy
-bandwidth), "× torch" = minigen's time / PyTorch's on the same workload (below 1: minigen is
-faster), and "max rel diff" = max |minigen − torch| / max |torch| on the forward output.
+against TF32-off, so fp32 kernels that use TF32 can read above 100 % — the JSON also has
+pct_peak_tf32 —; byte rows: the copy bandwidth), "× torch" = minigen's time / PyTorch's on the same workload (below 1: minigen is
+faster), and "max rel diff" = max |minigen − torch| / max |torch| on the forward output (in a
+dry run without torch: against minigen's numpy reference). The median is of ``--repeats``
+repeats (5), each at least 20 ms of back-to-back calls.
 
 How to read the output (DIR/gpu_check.md, DIR/gpu_check.json): the "Parts" table gives each
 part's status — ok; failed (a case raised, the part crashed or ran out of time: its traceback is
@@ -60,8 +62,9 @@ no GPU, no torch, budget spent, not asked for). Rows measured before a failure a
 Robustness: each part runs in its own process (a crashed CUDA context or a hung compile cannot
 take the others down) with a timeout: its budget, cut so that the parts after it keep their
 reserves (PARTS below) out of --budget; parts whose turn comes after the budget is spent are
-skipped with that reason. ``pytest -m gpu`` spreads over 4 workers when pytest-xdist is there. The report is rewritten
-after every part, so whatever finished is on disk even if the whole call is killed.
+skipped with that reason. ``pytest -m gpu`` spreads over 4 workers when pytest-xdist is there.
+The report is rewritten after every part, so whatever finished is on disk even if the whole call
+is killed.
 
 --dry-run (CPU only, under a minute): the same parts at tiny sizes, numpy instead of CuPy, the
 Triton kernels in Triton's interpreter (TRITON_INTERPRET=1 set in the parts' environment before
