@@ -10,7 +10,6 @@ import pytest
 import minigen as mg
 from minigen import backends
 from minigen.kernels._triton import unavailable
-from minigen.reference import conv2d as R
 
 pytestmark = pytest.mark.skipif(unavailable("cpu") is not None,
                                 reason=f"triton on cpu: {unavailable('cpu')}")
