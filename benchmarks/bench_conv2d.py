@@ -13,7 +13,8 @@ FLOPs; backward twice that (dgrad + wgrad); "% ceiling" divides by numpy's measu
 
 GPU (``--device cuda``, needs CuPy + a GPU; torch with CUDA for the cuDNN comparison):
 x 128×128×64×64, w 128×128×3×3, padding 1, float16 / bfloat16 / float32, provider ``triton``
-vs ``torch`` (cuDNN; PyTorch's default allow_tf32=True for convolutions, like our fp32 path).
+vs ``torch`` (cuDNN; PyTorch's default allow_tf32=True for convolutions, while minigen's fp32 path
+is IEEE unless ``minigen.backends.cuda.matmul.allow_tf32 = True``: compare like with like).
 
     python benchmarks/bench_conv2d.py [--threads N] [--json FILE] [--device cpu|cuda]
                                       [--chunk MB,MB,...]  # sweep the native chunk size
