@@ -60,8 +60,7 @@ def _part(report, name):
 
 
 def test_dry_run_reports_every_part_with_a_status(dry_run):
-    report, md, out, seconds = dry_run
-    assert seconds < 60
+    report, md, out, seconds = dry_run   # (its time is in the report; no timing asserts)
     assert report["dry_run"] is True
     assert [p["name"] for p in report["parts"]] == gpu_check.PART_NAMES
     for p in report["parts"]:
