@@ -354,3 +354,18 @@ def test_cosine_learning_rate_after_the_warm_up(tmp_path):
         fit(VAEFamily, VAEConfig(data="digits", minutes=1.0, lr_schedule="cosine",
                                  out=str(tmp_path / "m"), images=False, progress=False),
             log=quiet)
+
+
+def test_two_dimensional_samples_make_a_scatter_png_and_a_float_npz(tmp_path):
+    pytest.importorskip("matplotlib")
+    from minigen.harness import rundir
+    pts = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+    png, npz = str(tmp_path / "s.png"), str(tmp_path / "samples_s.npz")
+    rundir.save_scatter(pts, png, reference=pts[::-1])
+    assert rundir.save_samples_npz(pts, npz) == (300, 2)
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    back = np.load(npz)["arr_0"]
+    assert back.dtype == np.float32 and (back == pts).all()
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        rundir.save_scatter(pts[:, :1], png)

@@ -21,7 +21,8 @@ import os
 import numpy as np
 
 __all__ = ["CHECKPOINT", "CONFIG", "METRICS", "LOSS_CSV", "LOSS_PNG", "write_json", "read_json",
-           "require_pillow", "to_uint8", "save_grid", "save_strip", "save_samples_npz",
+           "require_pillow", "to_uint8", "save_grid", "save_strip", "save_scatter",
+           "save_samples_npz",
            "read_loss_csv", "write_loss_csv", "plot_loss", "update_metrics"]
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -107,6 +108,34 @@ def save_strip(trajectory, path: str, frames: int = 11, index: int = 0, scale=No
     picks = sorted({round(i * (k - 1) / (frames - 1)) for i in range(frames)}) if k > 1 else [0]
     chosen = np.stack([np.asarray(trajectory[i][index]) for i in picks])
     save_grid(chosen, path, ncol=len(picks), scale=scale)
+
+
+def save_scatter(points, path: str, reference=None, title: str | None = None):
+    """2-D samples (N, 2) as a scatter plot PNG (matplotlib), beside ``reference`` points
+    (e.g. the data) in a second panel when given."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"save_scatter: points must be (N, 2), got {pts.shape}")
+    panels = [("samples", pts)] + ([("data", np.asarray(reference))] if reference is not None
+                                   else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), dpi=100,
+                             squeeze=False)
+    lim = np.nanmax(np.abs(np.concatenate([p for _, p in panels]))) * 1.05 or 1.0
+    for ax, (name, p) in zip(axes[0], panels):
+        ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.4)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(name if title is None else f"{title}: {name}")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def save_samples_npz(samples, path: str) -> tuple:
