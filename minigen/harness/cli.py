@@ -78,13 +78,13 @@ def _run_list(args):
     from .family import FAMILIES
     get_family("ddpm")               # imports the built-in families
     from ..data import REGISTRY
+    print("families (minigen train FAMILY --help):")
     for name, cls in sorted(FAMILIES.items()):
-        presets = ", ".join(cls.presets) or "-"
-        print(f"{name:8s} {cls.help}")
-        print(f"{'':8s}   presets: {presets}; data: {', '.join(cls.datasets)}")
-    print("\ndatasets:")
+        presets = ",".join(cls.presets) or "-"
+        print(f"  {name:8s} presets {presets:10s} data {','.join(cls.datasets):24s} {cls.help}")
+    print("datasets (--data NAME):")
     for name, entry in REGISTRY.items():
-        print(f"  {name:8s} {entry['help']}")
+        print(f"  {name:14s} {entry['kind']:7s} {entry['help']}")
     return 0
 
 
