@@ -161,7 +161,13 @@ def _check_index(op, x, index, dim):
 
 @tensor_method()
 def gather(input, dim, index):
-    """out[i][j][k] = input[i][index[i][j][k]][k] (for dim = 1)."""
+    """out[i][j][k] = input[i][index[i][j][k]][k] (for dim = 1). A 0-d input acts as a
+    1-element vector (with a 0-d or 1-element index), as in PyTorch."""
+    if input.ndim == 0:
+        d = norm_dim(dim, 0, "gather")
+        if not isinstance(index, Tensor) or index.ndim > 1:
+            raise RuntimeError("gather: a 0-d input takes a 0-d or 1-D index")
+        return gather(input.reshape(1), d, index.reshape(-1)).reshape(index.shape)
     d = norm_dim(dim, input.ndim, "gather")
     _check_index("gather", input, index, d)
     if index.shape != input.shape:
@@ -171,7 +177,30 @@ def gather(input, dim, index):
     return Gather.apply(input, index.data, d)
 
 
-take_along_dim = gather
+def take_along_dim(input, indices, dim=None):
+    """PyTorch's take_along_dim: with ``dim`` None, input.flatten()[indices.flatten()];
+    otherwise out = gather(input, dim, indices) after input and indices are broadcast against
+    each other in every dim but ``dim``."""
+    if not isinstance(indices, Tensor) or indices.dtype.kind not in "iu":
+        raise TypeError(f"take_along_dim: indices must be an integer tensor, got "
+                        f"{getattr(indices, 'dtype', type(indices).__name__)}")
+    if dim is None:
+        return gather(input.reshape(-1), 0, indices.reshape(-1))
+    if input.ndim == 0:
+        raise IndexError(f"take_along_dim: dim {dim} given for a 0-d input (pass dim=None)")
+    d = norm_dim(dim, input.ndim, "take_along_dim")
+    if indices.ndim != input.ndim:
+        raise RuntimeError(f"take_along_dim: input and indices should have the same number of "
+                           f"dims, got shapes {tuple(input.shape)} and {tuple(indices.shape)}")
+    from ._util import broadcast_shape
+    rest = list(broadcast_shape("take_along_dim",
+                                tuple(1 if i == d else s for i, s in enumerate(input.shape)),
+                                tuple(1 if i == d else s for i, s in enumerate(indices.shape))))
+    rest[d] = input.shape[d]
+    x = input if tuple(input.shape) == tuple(rest) else input.expand(*rest)
+    rest[d] = indices.shape[d]
+    idx = indices if tuple(indices.shape) == tuple(rest) else indices.expand(*rest)
+    return gather(x, d, idx)
 
 
 class ScatterAdd(Function):
@@ -199,8 +228,20 @@ class ScatterAdd(Function):
         return (g if n[0] else None), gsrc
 
 
+def _scalar_scatter(op, fn, input, dim, index, src):
+    """A 0-d input scatters as a 1-element vector (0-d or 1-element index and src)."""
+    norm_dim(dim, 0, op)
+    if not isinstance(index, Tensor) or index.ndim > 1:
+        raise RuntimeError(f"{op}: a 0-d input takes a 0-d or 1-D index")
+    if isinstance(src, Tensor):
+        src = src.reshape(-1)
+    return fn(input.reshape(1), 0, index.reshape(-1), src).reshape(())
+
+
 @tensor_method()
 def scatter_add(input, dim, index, src):
+    if input.ndim == 0:
+        return _scalar_scatter("scatter_add", scatter_add, input, dim, index, src)
     d = norm_dim(dim, input.ndim, "scatter_add")
     _check_index("scatter_add", input, index, d)
     if not isinstance(src, Tensor):
@@ -215,6 +256,8 @@ def scatter_add(input, dim, index, src):
 @tensor_method()
 def scatter(input, dim, index, src):
     """out = input with out[index[i][j]][j] = src[i][j] (dim 0); scalar src allowed."""
+    if input.ndim == 0:
+        return _scalar_scatter("scatter", scatter, input, dim, index, src)
     d = norm_dim(dim, input.ndim, "scatter")
     _check_index("scatter", input, index, d)
     xp = xp_of(input.data)
@@ -231,6 +274,11 @@ def index_select(input, dim, index):
     d = norm_dim(dim, input.ndim, "index_select")
     if not isinstance(index, Tensor) or index.ndim > 1 or index.dtype.kind not in "iu":
         raise TypeError("index_select: index must be a 1-D integer tensor")
+    if input.ndim == 0:  # a 0-d input: a 1-element vector whose one element comes back 0-d
+        if index.numel() != 1:
+            raise RuntimeError(f"index_select: a 0-d input takes exactly one index, got "
+                               f"{index.numel()}")
+        return index_select(input.reshape(1), 0, index.reshape(1)).reshape(())
     n = input.shape[d]
     if index.numel() and value_checks(index.device) and (
             int(index.data.max()) >= n or int(index.data.min()) < -n):
@@ -240,34 +288,50 @@ def index_select(input, dim, index):
 
 
 class MaskedFill(Function):
+    """out = where(mask, value, x), broadcast over x's and mask's shapes.
+
+    dx = g where the mask is off (summed back to x's shape); dvalue = Σ g where the mask is on
+    (a 0-d or one-element tensor value; a Python number gets none).
+    """
     saves_inputs = False
 
     def forward(self, x, mask, value):
         xp = xp_of(x)
         self.mask, self.shape = mask, x.shape
+        self.vshape = getattr(value, "shape", None)
         return xp.where(mask, xp.asarray(value, dtype=x.dtype), x)
 
     def backward(self, g):
         from ._util import unbroadcast
         xp = xp_of(g)
-        return unbroadcast(xp.where(self.mask, 0, g), self.shape), None
+        n = self.needs_input_grad
+        gx = unbroadcast(xp.where(self.mask, 0, g), self.shape) if n[0] else None
+        gv = None
+        if len(n) > 2 and n[2]:
+            gv = xp.where(self.mask, g, 0).sum().reshape(self.vshape)
+        return gx, None, gv
 
 
 @tensor_method()
 def masked_fill(input, mask, value):
+    """input with ``value`` where ``mask`` is True; input and mask broadcast (PyTorch)."""
     if not isinstance(mask, Tensor) or mask.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got "
                         f"{getattr(mask, 'dtype', type(mask).__name__)}")
     from ._util import broadcast_shape
-    if broadcast_shape("masked_fill", input.shape, mask.shape) != input.shape:
-        raise RuntimeError(f"masked_fill: mask of shape {tuple(mask.shape)} does not broadcast "
-                           f"to the tensor's shape {tuple(input.shape)}")
+    broadcast_shape("masked_fill", input.shape, mask.shape)
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise RuntimeError(f"masked_fill: value must be a number or a one-element tensor, "
                                f"got shape {tuple(value.shape)}")
-        # a device value stays on the device (.item() would synchronise); it gets no gradient
-        value = value.data.reshape(()) if value.device is input.device else value.item()
+        # the value stays a tensor in the graph (no .item(): that would cut its gradient and
+        # synchronise a CUDA device); a value on another device is copied over, differentiably
+        if value.device is not input.device:
+            value = value.to(input.device)
+        if value.dtype != input.dtype and dtypes.is_floating(value.dtype) and \
+                dtypes.is_floating(input.dtype):
+            value = value.to(input.dtype)
+        return MaskedFill.apply(input, mask, value)
     return MaskedFill.apply(input, mask, value)
 
 
@@ -286,7 +350,14 @@ def one_hot(tensor, num_classes=-1):
 
 
 def nonzero(input, as_tuple=False):
+    """Indices of the non-zero elements: (count, ndim) int64, or one index vector per dim.
+    A 0-d input gives (count, 0), or as a tuple its indices as a 1-element vector (PyTorch)."""
     xp = xp_of(input.data)
+    if input.ndim == 0:
+        idx = xp.nonzero(input.data.reshape(1))
+        if as_tuple:
+            return (Tensor._wrap(idx[0].astype(xp.int64), input.device),)
+        return Tensor._wrap(xp.zeros((idx[0].shape[0], 0), dtype=xp.int64), input.device)
     idx = xp.nonzero(input.data)
     if as_tuple:
         return tuple(Tensor._wrap(i.astype(xp.int64), input.device) for i in idx)
@@ -297,7 +368,18 @@ Tensor.nonzero = nonzero
 
 
 def masked_select(input, mask):
-    return input[mask.expand(*input.shape) if mask.shape != input.shape else mask]
+    """The elements of input where mask is True, as a 1-D tensor; input and mask broadcast
+    against each other first (PyTorch)."""
+    if not isinstance(mask, Tensor) or mask.dtype != np.bool_:
+        raise TypeError(f"masked_select: mask must be a bool tensor, got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    from ._util import broadcast_shape
+    shape = broadcast_shape("masked_select", tuple(input.shape), tuple(mask.shape))
+    x = input if tuple(input.shape) == shape else input.expand(*shape)
+    m = mask if tuple(mask.shape) == shape else mask.expand(*shape)
+    if not shape:  # 0-d: x[m] of a 0-d mask has a leading dim already; keep it 1-D
+        return x.reshape(1)[m.reshape(1)]
+    return x[m]
 
 
 Tensor.masked_select = masked_select

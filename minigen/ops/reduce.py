@@ -357,15 +357,78 @@ def log_softmax(input, dim):
     return LogSoftmax.apply(input, norm_dim(dim, input.ndim, "log_softmax"))
 
 
+class NuclearNorm(Function):
+    """‖A‖_* = Σ σ_i(A) over the last two dims; d‖A‖_*/dA = U Vᵀ (A = U diag(σ) Vᵀ, the
+    reduced SVD; the subgradient with the zero singular values' terms left out, as PyTorch)."""
+    saves_inputs = False
+
+    def forward(self, a):
+        xp = xp_of(a)
+        u, s, vh = xp.linalg.svd(a, full_matrices=False)
+        self.uvh = u @ vh
+        return s.sum(axis=-1)
+
+    def backward(self, g):
+        return g[..., None, None] * self.uvh
+
+
+def _nuclear_norm(input, dim, keepdim):
+    if dim is None:
+        if input.ndim != 2:
+            raise RuntimeError(f"norm: p='nuc' needs a 2-D input or a dim of two dims, got "
+                               f"shape {tuple(input.shape)}")
+        dim = (0, 1)
+    dims = norm_dims(dim, input.ndim, "norm") if isinstance(dim, (list, tuple)) else None
+    if dims is None or len(dims) != 2:
+        raise RuntimeError(f"norm: p='nuc' needs dim to name two dims, got {dim!r}")
+    if not dtypes.is_floating(input.data.dtype):
+        raise TypeError(f"norm: expected a floating point tensor, got dtype {input.dtype}")
+    from .shape import movedim
+    out = NuclearNorm.apply(movedim(input, list(dims), [-2, -1]))
+    if keepdim:
+        out = out.unsqueeze(dims[0]).unsqueeze(dims[1])
+    return out
+
+
+class _CountNonzero(Function):
+    """‖x‖₀ = #{i : x_i ≠ 0} in x's dtype; piecewise constant, so its gradient is zero."""
+    saves_inputs = False
+
+    def forward(self, x, axes, keepdim):
+        self.shape = x.shape
+        return (x != 0).sum(axis=axes, keepdims=keepdim).astype(x.dtype)
+
+    def backward(self, g):
+        return xp_of(g).zeros(self.shape, dtype=g.dtype)
+
+
 @tensor_method()
-def norm(input, p=2, dim=None, keepdim=False):
-    """Vector p-norm over ``dim`` (all elements by default)."""
+def norm(input, p="fro", dim=None, keepdim=False):
+    """torch.norm: the vector p-norm (Σ|x|ᵖ)^{1/p} over ``dim`` (all elements by default);
+    p = inf: max |x|, p = −inf: min |x|, p = 0: the number of non-zeros. p = 'fro': the 2-norm
+    over ``dim`` (the Frobenius norm of a matrix); p = 'nuc': the nuclear norm Σ σ_i of the
+    matrices in the two dims ``dim`` (a 2-D input when dim is None)."""
+    if isinstance(p, str):
+        if p == "fro":
+            p = 2
+        elif p == "nuc":
+            return _nuclear_norm(input, dim, keepdim)
+        else:
+            raise ValueError(f"norm: p must be a number, 'fro' or 'nuc', got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"norm: p must be a number, 'fro' or 'nuc', got {p!r}")
+    if not dtypes.is_floating(input.data.dtype):
+        raise TypeError(f"norm: expected a floating point tensor, got dtype {input.dtype}")
     if p == 2:
         return (input * input).sum(dim, keepdim).sqrt()
     if p == 1:
         return input.abs().sum(dim, keepdim)
     if p == float("inf"):
         return input.abs().amax(dim, keepdim)
+    if p == float("-inf"):
+        return input.abs().amin(dim, keepdim)
+    if p == 0:
+        return _CountNonzero.apply(input, norm_dims(dim, input.ndim, "norm"), keepdim)
     return (input.abs() ** p).sum(dim, keepdim) ** (1.0 / p)
 
 

@@ -356,10 +356,27 @@ swapaxes = transpose
 
 @tensor_method()
 def movedim(input, source, destination):
+    """Move dims ``source`` (an int or a sequence) to the positions ``destination``; the
+    other dims keep their order in the remaining places (PyTorch)."""
     nd = input.ndim
-    src, dst = norm_dim(source, nd, "movedim"), norm_dim(destination, nd, "movedim")
-    perm = [d for d in range(nd) if d != src]
-    perm.insert(dst, src)
+    seq = isinstance(source, (list, tuple))
+    if seq != isinstance(destination, (list, tuple)):
+        raise TypeError("movedim: source and destination must both be ints or both sequences")
+    srcs = [norm_dim(d, nd, "movedim") for d in (source if seq else (source,))]
+    dsts = [norm_dim(d, nd, "movedim") for d in (destination if seq else (destination,))]
+    if len(srcs) != len(dsts):
+        raise RuntimeError(f"movedim: source {source} and destination {destination} must have "
+                           "the same number of dims")
+    for name, ds in (("source", srcs), ("destination", dsts)):
+        if len(set(ds)) != len(ds):
+            raise RuntimeError(f"movedim: repeated dim in {name} {ds}")
+    if nd == 0:
+        return input
+    perm = [None] * nd
+    for sd, dd in zip(srcs, dsts):
+        perm[dd] = sd
+    rest = iter(d for d in range(nd) if d not in srcs)
+    perm = [d if d is not None else next(rest) for d in perm]
     return permute(input, perm)
 
 

@@ -1,0 +1,231 @@
+"""The wrong results, crashes and missing PyTorch arguments that a run over PyTorch's OpInfo
+sample inputs found (issue 18): each case against a numpy formula and float64 central
+differences (``check_op``), and against PyTorch where it is installed (a test-only oracle)."""
+import numpy as np
+import pytest
+
+import minigen as mg
+import minigen.nn.functional as F
+from core_strategies import distinct, normal
+from op_check import check_op
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _np(t):
+    return np.asarray(t.detach().data)
+
+
+# ---------------------------------------------------------------------- wrong results
+def test_masked_fill_tensor_value_gets_its_gradient():
+    x = normal(0, (3, 4))
+    mask = normal(1, (3, 4)) > 0
+    # d out / d value = 1 where the mask is on: Σ of the cotangent there
+    check_op(lambda t, v: t.masked_fill(mg.tensor(mask), v),
+             lambda a, v: np.where(mask, v, a), [x, np.array(-0.7)])
+    # a one-element 1-D value, and a mask that broadcasts over the rows
+    row = mask[:1]
+    check_op(lambda t, v: mg.masked_fill(t, mg.tensor(row), v),
+             lambda a, v: np.where(row, v[0], a), [x, np.array([1.25])])
+
+
+def test_masked_fill_value_gradient_value():
+    v = mg.tensor(2.0, dtype=mg.float64, requires_grad=True)
+    x = mg.tensor(normal(2, (5,)), requires_grad=True)
+    mask = mg.tensor(np.array([True, False, True, True, False]))
+    g = np.arange(1.0, 6.0)
+    x.masked_fill(mask, v).backward(mg.tensor(g))
+    assert v.grad is not None and float(v.grad.item()) == pytest.approx(1 + 3 + 4)
+    np.testing.assert_array_equal(_np(x.grad), np.where(mask.data, 0, g))
+
+
+@pytest.mark.parametrize("dim, keepdim", [(None, False), (1, True), ((0, 2), False)])
+def test_norm_minus_inf(dim, keepdim):
+    x = distinct(3, (3, 4, 2)) + 0.13  # no ties, no zeros
+    ax = dim if dim is None or isinstance(dim, int) else tuple(dim)
+    check_op(lambda t: mg.norm(t, float("-inf"), dim, keepdim),
+             lambda a: np.abs(a).min(axis=ax, keepdims=keepdim), [x])
+
+
+def test_norm_zero_counts_nonzeros():
+    x = normal(4, (3, 5))
+    x[x < 0.2] = 0.0
+    check_op(lambda t: mg.norm(t, 0), lambda a: np.float64(np.count_nonzero(a)), [x])
+    check_op(lambda t: t.norm(p=0, dim=1, keepdim=True),
+             lambda a: np.count_nonzero(a, axis=1, keepdims=True).astype(a.dtype), [x])
+
+
+@pytest.mark.parametrize("dim", [None, 1, (0, 1), (-1, 0)])
+def test_norm_fro(dim):
+    x = normal(5, (3, 4, 2)) if dim is not None else normal(5, (3, 4))
+    ax = dim if dim is None or isinstance(dim, int) else tuple(dim)
+    check_op(lambda t: mg.norm(t, "fro", dim),
+             lambda a: np.sqrt((a * a).sum(axis=ax)), [x])
+    check_op(lambda t: t.norm(dim=dim), lambda a: np.sqrt((a * a).sum(axis=ax)), [x])
+
+
+def test_norm_nuc():
+    x = normal(6, (3, 4))
+    check_op(lambda t: mg.norm(t, "nuc"), lambda a: np.linalg.norm(a, "nuc"), [x])
+    b = normal(7, (4, 2, 3))
+    # the matrices in dims (0, 2), one per index of dim 1
+    check_op(lambda t: mg.norm(t, "nuc", dim=(0, 2), keepdim=True),
+             lambda a: np.linalg.svd(np.moveaxis(a, 1, 0), compute_uv=False).sum(-1)
+             .reshape(1, 2, 1), [b])
+    with pytest.raises(RuntimeError, match="nuc"):
+        mg.norm(mg.tensor(b), "nuc")
+    with pytest.raises(ValueError, match="'fr'"):
+        mg.norm(mg.tensor(x), "fr")
+
+
+def test_norm_against_torch():
+    torch = _torch()
+    x = normal(8, (3, 4))
+    x[0, 1] = 0.0
+    for p, dim in [(float("-inf"), None), (float("-inf"), 1), (0, None), (0, 0), ("fro", None),
+                   ("fro", (0, 1)), ("nuc", None), (3, 1), (float("inf"), 0)]:
+        a = mg.tensor(x, requires_grad=True)
+        ta = torch.tensor(x, requires_grad=True)
+        out, ref = mg.norm(a, p, dim), torch.norm(ta, p, dim)
+        np.testing.assert_allclose(_np(out), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+        g = normal(9, tuple(ref.shape))
+        out.backward(mg.tensor(g))
+        ref.backward(torch.tensor(g))
+        # PyTorch leaves the gradient of p=0 undefined: zero
+        tg = ta.grad.numpy() if ta.grad is not None else np.zeros_like(x)
+        np.testing.assert_allclose(_np(a.grad), tg, rtol=1e-10, atol=1e-12,
+                                   err_msg=f"p={p} dim={dim}")
+
+
+# ---------------------------------------------------------------------- arguments: movedim
+@pytest.mark.parametrize("src, dst", [([0, 1], [2, 0]), ((-1, 0), (0, -1)), ([1], [3]),
+                                      (2, 0), ([], [])])
+def test_movedim_sequences(src, dst):
+    x = normal(10, (2, 3, 4, 5))
+    check_op(lambda t: mg.movedim(t, src, dst), lambda a: np.moveaxis(a, src, dst), [x])
+    check_op(lambda t: t.movedim(src, dst), lambda a: np.moveaxis(a, src, dst), [x])
+
+
+def test_movedim_bad_arguments():
+    t = mg.zeros(2, 3, 4)
+    with pytest.raises(RuntimeError, match="same number"):
+        mg.movedim(t, [0, 1], [2])
+    with pytest.raises(RuntimeError, match="repeated"):
+        mg.movedim(t, [0, 0], [1, 2])
+    with pytest.raises(TypeError, match="both"):
+        mg.movedim(t, [0], 1)
+
+
+# ---------------------------------------------------------------------- indexing
+def test_take_along_dim_flattens_without_dim():
+    x = normal(11, (3, 4))
+    idx = np.array([[11, 0], [5, -1]])
+    check_op(lambda t: mg.take_along_dim(t, mg.tensor(idx)),
+             lambda a: a.reshape(-1)[idx.reshape(-1)], [x])
+    # a 0-d input is read as one element (PyTorch returns a 1-D tensor)
+    check_op(lambda t: mg.take_along_dim(t, mg.tensor(0)), lambda a: a.reshape(1), [np.array(1.5)])
+
+
+def test_take_along_dim_broadcasts_input_and_indices():
+    x = normal(12, (3, 4))
+    idx = np.array([[0, 3, 3]])      # (1, 3): broadcast over the 3 rows
+    check_op(lambda t: mg.take_along_dim(t, mg.tensor(idx), dim=1),
+             lambda a: np.take_along_axis(a, np.broadcast_to(idx, (3, 3)), 1), [x])
+    col = normal(13, (3, 1))         # (3, 1) input against (3, 2) indices along dim 0
+    idx0 = np.array([[2, 0], [1, 1], [0, 2]])
+    check_op(lambda t: mg.take_along_dim(t, mg.tensor(idx0), 0),
+             lambda a: np.take_along_axis(np.broadcast_to(a, (3, 2)), idx0, 0), [col])
+    with pytest.raises(RuntimeError, match="same number of dims"):
+        mg.take_along_dim(mg.tensor(x), mg.tensor([0, 1]), 1)
+    with pytest.raises(TypeError, match="integer"):
+        mg.take_along_dim(mg.tensor(x), mg.tensor([0.0]))
+
+
+def test_take_along_dim_against_torch():
+    torch = _torch()
+    x = normal(14, (2, 3, 4))
+    idx = np.random.default_rng(0).integers(-4, 4, (2, 1, 5))
+    # PyTorch wraps negative indices only when dim is given
+    for dim, ix in [(None, idx + 4), (2, idx), (-1, idx[:1])]:
+        ref = torch.take_along_dim(torch.tensor(x), torch.tensor(ix), dim)
+        np.testing.assert_array_equal(_np(mg.take_along_dim(mg.tensor(x), mg.tensor(ix), dim)),
+                                      ref.numpy())
+
+
+def test_masked_select_broadcasts_input_to_mask():
+    x = normal(15, (2, 1))
+    mask = normal(16, (3, 2, 4)) > 0
+    check_op(lambda t: mg.masked_select(t, mg.tensor(mask)),
+             lambda a: np.broadcast_to(a, mask.shape)[mask], [x])
+    check_op(lambda t: t.masked_select(mg.tensor(np.array(True))), lambda a: a.reshape(-1), [x])
+    check_op(lambda t: mg.masked_select(t, mg.tensor(np.array([True, False, True]))),
+             lambda a: np.broadcast_to(a, (3,))[[0, 2]], [np.array(0.5)])
+
+
+def test_masked_fill_broadcasts_input_to_a_wider_mask():
+    x = normal(17, (4,))
+    mask = normal(18, (3, 4)) > 0
+    check_op(lambda t: mg.masked_fill(t, mg.tensor(mask), 0.25),
+             lambda a: np.where(mask, 0.25, a), [x])
+    check_op(lambda t, v: t.masked_fill(mg.tensor(mask), v),
+             lambda a, v: np.where(mask, v, a), [x, np.array(-2.0)])
+    with pytest.raises(RuntimeError, match="cannot be broadcast"):
+        mg.masked_fill(mg.tensor(x), mg.tensor(mask[:, :3]), 0.0)
+
+
+def test_masked_ops_against_torch():
+    torch = _torch()
+    x = normal(19, (2, 1))
+    mask = normal(20, (2, 3)) > 0
+    np.testing.assert_array_equal(
+        _np(mg.masked_select(mg.tensor(x), mg.tensor(mask))),
+        torch.masked_select(torch.tensor(x), torch.tensor(mask)).numpy())
+    np.testing.assert_array_equal(
+        _np(mg.tensor(x).masked_fill(mg.tensor(mask), 3.0)),
+        torch.tensor(x).masked_fill(torch.tensor(mask), 3.0).numpy())
+
+
+@pytest.mark.parametrize("value", [0.0, 2.5])
+def test_nonzero_of_a_0d_tensor(value):
+    t = mg.tensor(value)
+    out = mg.nonzero(t)
+    assert out.shape == ((1, 0) if value else (0, 0)) and out.dtype == mg.int64
+    (idx,) = t.nonzero(as_tuple=True)
+    np.testing.assert_array_equal(_np(idx), [0] if value else np.zeros(0, np.int64))
+    assert idx.dtype == mg.int64
+
+
+def test_gather_index_select_scatter_on_0d_inputs():
+    s = np.array(1.75)
+    zero = mg.tensor(np.array(0))
+    check_op(lambda t: mg.gather(t, 0, zero), lambda a: a, [s])
+    check_op(lambda t: t.gather(-1, mg.tensor([0])), lambda a: a.reshape(1), [s])
+    check_op(lambda t: mg.index_select(t, 0, zero), lambda a: a, [s])
+    check_op(lambda t: mg.index_select(t, 0, mg.tensor([0])), lambda a: a, [s])
+    # scatter replaces the one element: the input gets no gradient, src all of it
+    check_op(lambda t, u: mg.scatter(t, 0, zero, u), lambda a, b: b, [s, np.array(-0.5)])
+    check_op(lambda t: mg.scatter(t, 0, zero, 4.0), lambda a: np.array(4.0), [s])
+    check_op(lambda t, u: mg.scatter_add(t, 0, zero, u), lambda a, b: a + b,
+             [s, np.array(-0.5)])
+    with pytest.raises(RuntimeError, match="exactly one index"):
+        mg.index_select(mg.tensor(s), 0, mg.tensor([0, 0]))
+    with pytest.raises(IndexError):
+        mg.gather(mg.tensor(s), 0, mg.tensor(1))
+
+
+def test_0d_indexing_against_torch():
+    torch = _torch()
+    ts, ms = torch.tensor(1.75), mg.tensor(1.75)
+    i0 = torch.tensor(0)
+    pairs = [(mg.gather(ms, 0, mg.tensor(0)), torch.gather(ts, 0, i0)),
+             (mg.index_select(ms, 0, mg.tensor(0)), torch.index_select(ts, 0, i0)),
+             (mg.scatter(ms, 0, mg.tensor(0), mg.tensor(5.0)),
+              torch.scatter(ts, 0, i0, torch.tensor(5.0))),
+             (mg.scatter_add(ms, 0, mg.tensor(0), mg.tensor(5.0)),
+              torch.scatter_add(ts, 0, i0, torch.tensor(5.0))),
+             (mg.nonzero(ms), torch.nonzero(ts))]
+    for got, ref in pairs:
+        assert tuple(got.shape) == tuple(ref.shape)
+        np.testing.assert_array_equal(_np(got), ref.numpy())
