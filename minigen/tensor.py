@@ -274,6 +274,39 @@ class Tensor:
     def type_as(self, other):
         return self.to(other.dtype)
 
+    # ------------------------------------------------------------------ new_* (PyTorch's)
+    # A new tensor with this one's dtype and device unless given (creation.py does the work).
+    def _new_args(self, dtype, device):
+        return (self.data.dtype if dtype is None else dtype,
+                self._device if device is None else device)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import zeros
+        dt, dev = self._new_args(dtype, device)
+        return zeros(*size, dtype=dt, device=dev, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import ones
+        dt, dev = self._new_args(dtype, device)
+        return ones(*size, dtype=dt, device=dev, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import empty
+        dt, dev = self._new_args(dtype, device)
+        return empty(*size, dtype=dt, device=dev, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+        from .creation import full
+        dt, dev = self._new_args(dtype, device)
+        return full(tuple(size), fill_value, dtype=dt, device=dev, requires_grad=requires_grad)
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
+        """A copy of ``data`` (detached if a tensor) with this tensor's dtype and device."""
+        dt, dev = self._new_args(dtype, device)
+        if isinstance(data, Tensor):
+            data = data.detach()
+        return tensor(data, dtype=dt, device=dev, requires_grad=requires_grad)
+
     # ------------------------------------------------------------------ in-place machinery
     def _check_inplace(self):
         """Raise before anything changes if an in-place op on self would break autograd."""

@@ -17,3 +17,5 @@ from .conv import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .noise_schedule import *  # noqa: F401,F403
 from .flow import *  # noqa: F401,F403
+from . import composite  # noqa: F401,E402
+from .composite import *  # noqa: F401,F403,E402
