@@ -15,6 +15,7 @@ from .digits import load_digits
 from .loader import batches, num_batches, train_heldout_split
 from .mnist import load_mnist_idx, load_mnist_subset, read_idx
 from .images import ImageDataset, load_dataset, load_image_dataset, register_dataset, REGISTRY
+from . import toy2d  # noqa: F401,E402  (registers the 2-D densities: --data moons, ...)
 
 __all__ = ["DataNotFoundError", "INSTALL_HINT", "load_digits", "load_mnist_idx",
            "load_mnist_subset", "read_idx", "load_cifar10", "cifar10_label_names", "batches",

@@ -131,7 +131,7 @@ def fit(family_cls, cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             raise ValueError(f"--resume: the checkpoint in {cfg.out} was made with different "
                              f"settings (checkpoint, now): {diff}")
 
-    data = load_dataset(cfg.data, cfg.data_dir, cfg.limit, kind=family_cls.data_kind)
+    data = load_dataset(cfg.data, cfg.data_dir, cfg.limit, kind=fam.data_kind)
     fam.setup(data)
     n_examples = fam.num_examples()
     if family_cls.drop_last and n_examples < cfg.batch_size:
