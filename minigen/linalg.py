@@ -29,6 +29,7 @@ import numpy as np
 
 from . import dispatch
 from .autograd.function import Function
+from .backend import xp_of
 from .tensor import Tensor
 
 __all__ = ["slogdet", "det", "inv", "solve", "lu_factor"]
@@ -66,6 +67,10 @@ class SLogDet(Function):
     saves_inputs = False
 
     def forward(self, a):
+        if a.shape[-1] == 0:  # det of a 0×0 matrix is the empty product 1: (sign 1, log 0)
+            self.empty = a.shape
+            xp = xp_of(a)
+            return xp.ones(a.shape[:-2], dtype=a.dtype), xp.zeros(a.shape[:-2], dtype=a.dtype)
         k = _kernels(a)
         lu, piv, perm_sign = k.lu_factor(a)
         self.lu, self.piv = lu, piv
@@ -74,6 +79,8 @@ class SLogDet(Function):
     def backward(self, g_sign, g_logabsdet):
         if g_logabsdet is None:
             return (None,)
+        if getattr(self, "empty", None) is not None:  # A has no entries: an empty gradient
+            return xp_of(g_logabsdet).zeros(self.empty, dtype=g_logabsdet.dtype)
         return _kernels(self.lu).slogdet_backward(self.lu, self.piv, g_logabsdet)
 
 
@@ -83,6 +90,9 @@ class Inv(Function):
     saves_output = True
 
     def forward(self, a):
+        if a.shape[-1] == 0:  # the inverse of a 0×0 matrix is 0×0 (backward: empty products)
+            self.x = a.copy()
+            return self.x
         k = _kernels(a)
         lu, piv, _ = k.lu_factor(a)
         _raise_if_singular("linalg.inv", lu)
@@ -99,6 +109,10 @@ class Solve(Function):
     saves_inputs = False
 
     def forward(self, a, b):
+        if a.shape[-1] == 0:  # n = 0: X is (..., 0, k), as B; nothing to factor
+            self.lu = None
+            self.x = b.copy()
+            return self.x
         k = _kernels(a)
         lu, piv, _ = k.lu_factor(a)
         _raise_if_singular("linalg.solve", lu)
@@ -107,7 +121,10 @@ class Solve(Function):
         return self.x
 
     def backward(self, g):
-        gb = _kernels(self.lu).lu_solve(self.lu, self.piv, g, transpose=True)  # A⁻ᵀ G
+        if self.lu is None:   # n = 0: dB is (..., 0, k), dA = −dB Xᵀ is (..., 0, 0)
+            gb = g.copy()
+        else:
+            gb = _kernels(self.lu).lu_solve(self.lu, self.piv, g, transpose=True)  # A⁻ᵀ G
         ga = -(gb @ self.x.swapaxes(-1, -2)) if self.needs_input_grad[0] else None
         return ga, gb
 
@@ -116,6 +133,8 @@ class LUFactor(Function):
     differentiable = False
 
     def forward(self, a):
+        if a.shape[-1] == 0:
+            return a.copy(), xp_of(a).zeros(a.shape[:-1], dtype=np.int32)
         lu, piv, _ = _kernels(a).lu_factor(a)
         return lu, piv + 1  # PyTorch's pivots are 1-based (LAPACK)
 
@@ -172,8 +191,14 @@ def solve(A, B):
     return x.squeeze(-1) if vector else x
 
 
-def lu_factor(A):
+def lu_factor(A, *, pivot=True):
     """(LU, pivots) as torch.linalg.lu_factor: L (unit, below the diagonal) and U packed in
-    LU, pivots int32 1-based (row i was swapped with row pivots[i] − 1). No gradient."""
+    LU, pivots int32 1-based (row i was swapped with row pivots[i] − 1). No gradient.
+    ``pivot=False`` (LU without row exchanges) is not implemented, as on PyTorch's CPU."""
     _check_square("linalg.lu_factor", A)
+    if not isinstance(pivot, bool):
+        raise TypeError(f"linalg.lu_factor: pivot must be a bool, got {pivot!r}")
+    if not pivot:
+        raise NotImplementedError("linalg.lu_factor: LU without pivoting (pivot=False) is not "
+                                  "implemented; use pivot=True")
     return LUFactor.apply(A)

@@ -229,3 +229,183 @@ def test_0d_indexing_against_torch():
     for got, ref in pairs:
         assert tuple(got.shape) == tuple(ref.shape)
         np.testing.assert_array_equal(_np(got), ref.numpy())
+
+
+# ---------------------------------------------------------------------- pooling
+def _np_max_pool(a, k, s):
+    """Max over k×k windows with stride s, ceil mode: windows may hang past the edge."""
+    h, w = a.shape[-2:]
+    oh, ow = -(-(h - k) // s) + 1, -(-(w - k) // s) + 1
+    out = np.empty(a.shape[:-2] + (oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            out[..., i, j] = a[..., i * s:i * s + k, j * s:j * s + k].max(axis=(-2, -1))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7), (1, 2, 5, 7)])
+def test_max_pool2d_ceil_mode_unbatched(shape):
+    x = distinct(21, shape)
+    check_op(lambda t: F.max_pool2d(t, 2, ceil_mode=True), lambda a: _np_max_pool(a, 2, 2), [x])
+    check_op(lambda t: F.max_pool2d(t, 3, 2, ceil_mode=True),
+             lambda a: _np_max_pool(a, 3, 2), [x])
+
+
+def test_pool2d_unbatched_against_torch():
+    torch = _torch()
+    x = distinct(22, (3, 5, 6))
+    for fn, tfn in [(lambda t: F.max_pool2d(t, 2, ceil_mode=True),
+                     lambda t: torch.nn.functional.max_pool2d(t, 2, ceil_mode=True)),
+                    (lambda t: F.avg_pool2d(t, 3, 2, 1, ceil_mode=True),
+                     lambda t: torch.nn.functional.avg_pool2d(t, 3, 2, 1, ceil_mode=True))]:
+        np.testing.assert_allclose(_np(fn(mg.tensor(x))), tfn(torch.tensor(x)).numpy(),
+                                   rtol=1e-12)
+
+
+# ---------------------------------------------------------------------- empty and 0-d inputs
+@pytest.mark.parametrize("shape, dim", [((2, 0), 1), ((0, 3), 1), ((2, 0, 3), 1), ((0,), 0)])
+def test_softmax_over_a_size_0_dim(shape, dim):
+    x = np.zeros(shape)
+    for fn in (mg.softmax, mg.log_softmax, F.softmax, F.log_softmax):
+        a = mg.tensor(x, requires_grad=True)
+        out = fn(a, dim)
+        assert out.shape == shape and out.requires_grad
+        out.backward(mg.zeros(*shape, dtype=mg.float64))
+        assert a.grad.shape == shape
+
+
+def test_reductions_over_empty_dims_return_their_identity():
+    x = np.zeros((2, 0, 3))
+    check_op(lambda t: t.sum(1), lambda a: np.zeros((2, 3)), [x])
+    check_op(lambda t: t.prod(1), lambda a: np.ones((2, 3)), [x])
+    # (op_check's float32 bound is relative: it cannot hold an infinite reference)
+    check_op(lambda t: t.logsumexp(1), lambda a: np.full((2, 3), -np.inf), [x], float32=False)
+    check_op(lambda t: t.logsumexp((0, 1), keepdim=True), lambda a: np.full((1, 1, 3), -np.inf),
+             [x], float32=False)
+    out32 = mg.tensor(x.astype(np.float32)).logsumexp(1)
+    assert out32.dtype == mg.float32 and (_np(out32) == -np.inf).all()
+    check_op(lambda t: t.norm(dim=1), lambda a: np.zeros((2, 3)), [x])
+    # over a non-empty dim of an empty tensor: an empty result
+    check_op(lambda t: t.max(2)[0], lambda a: np.zeros((2, 0)), [x])
+    check_op(lambda t: t.logsumexp(2), lambda a: np.zeros((2, 0)), [x])
+    assert mg.tensor(x).argmax(2).shape == (2, 0)
+    # no identity: a clear error, as PyTorch
+    for fn in (lambda t: t.amax(1), lambda t: t.max(1), lambda t: t.argmax(1),
+               lambda t: t.argmin(), lambda t: t.max()):
+        with pytest.raises(RuntimeError, match="empty|size 0"):
+            fn(mg.tensor(x))
+
+
+def test_empty_reductions_against_torch():
+    torch = _torch()
+    x = np.zeros((2, 0, 3))
+    for name, args in [("sum", (1,)), ("prod", (1,)), ("logsumexp", (1,)), ("amax", (2,)),
+                       ("softmax", (1,)), ("log_softmax", (1,)), ("norm", (2, 1))]:
+        got, ref = getattr(mg.tensor(x), name)(*args), getattr(torch.tensor(x), name)(*args)
+        assert tuple(got.shape) == tuple(ref.shape), name
+        np.testing.assert_array_equal(_np(got), ref.numpy())
+
+
+def test_group_norm_with_an_empty_batch():
+    x = np.zeros((0, 4, 3))
+    w, b = normal(23, (4,)), normal(24, (4,))
+    check_op(lambda t, ww, bb: F.group_norm(t, 2, ww, bb), lambda a, ww, bb: a, [x, w, b])
+    out = F.group_norm(mg.tensor(np.zeros((0, 6, 2, 2)), requires_grad=True), 3)
+    assert out.shape == (0, 6, 2, 2)
+    ww = mg.tensor(w, requires_grad=True)
+    F.group_norm(mg.tensor(x), 2, ww).sum().backward()
+    np.testing.assert_array_equal(_np(ww.grad), np.zeros(4))
+
+
+def test_cat_skips_an_empty_1d_tensor():
+    x, y = normal(25, (2, 3)), normal(26, (1, 3))
+    e = np.zeros(0)
+    check_op(lambda a, z: mg.cat([a, z]), lambda a, z: a, [x, e])
+    check_op(lambda z, a, b: mg.cat([z, a, b], dim=0), lambda z, a, b: np.concatenate([a, b]),
+             [e, x, y])
+    check_op(lambda a, z: mg.cat([a, z], 1), lambda a, z: a, [x, e])
+    check_op(lambda z, w: mg.cat([z, w]), lambda z, w: np.concatenate([z, w]), [e, np.ones(2)])
+    # the dtype still promotes over the skipped tensor
+    out = mg.cat([mg.tensor(x.astype(np.float32)), mg.tensor(e)])
+    assert out.dtype == mg.float64 and out.shape == (2, 3)
+    with pytest.raises(RuntimeError, match="same number of dimensions"):
+        mg.cat([mg.tensor(x), mg.tensor(np.zeros((0, 3, 1)))])
+
+
+def test_cat_empty_against_torch():
+    torch = _torch()
+    x = normal(27, (2, 3))
+    got = mg.cat([mg.tensor(np.zeros(0)), mg.tensor(x), mg.tensor(np.zeros(0))], 1)
+    ref = torch.cat([torch.zeros(0, dtype=torch.float64), torch.tensor(x),
+                     torch.zeros(0, dtype=torch.float64)], 1)
+    np.testing.assert_array_equal(_np(got), ref.numpy())
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (0,)])
+def test_linalg_on_0x0_matrices(batch):
+    a = np.zeros(batch + (0, 0))
+    b = np.zeros(batch + (0, 2))
+    ones, zeros = np.ones(batch), np.zeros(batch)
+    check_op(mg.linalg.det, lambda m: ones, [a])
+    check_op(mg.linalg.slogdet, lambda m: (ones, zeros), [a])
+    check_op(mg.linalg.inv, lambda m: m, [a])
+    check_op(mg.linalg.solve, lambda m, r: r, [a, b])
+    lu, piv = mg.linalg.lu_factor(mg.tensor(a))
+    assert lu.shape == a.shape and piv.shape == batch + (0,) and piv.dtype == mg.int32
+
+
+def test_linalg_empty_batch_of_matrices():
+    a = np.zeros((0, 3, 3))
+    check_op(mg.linalg.det, lambda m: np.zeros(0), [a])
+    check_op(mg.linalg.inv, lambda m: m, [a])
+
+
+def test_linalg_0x0_against_torch():
+    torch = _torch()
+    ta, ma = torch.zeros(2, 0, 0, dtype=torch.float64), mg.tensor(np.zeros((2, 0, 0)))
+    np.testing.assert_array_equal(_np(mg.linalg.det(ma)), torch.linalg.det(ta).numpy())
+    for got, ref in zip(mg.linalg.slogdet(ma), torch.linalg.slogdet(ta)):
+        np.testing.assert_array_equal(_np(got), ref.numpy())
+    assert mg.linalg.inv(ma).shape == tuple(torch.linalg.inv(ta).shape)
+    assert mg.linalg.solve(ma, mg.tensor(np.zeros((2, 0, 3)))).shape == \
+        tuple(torch.linalg.solve(ta, torch.zeros(2, 0, 3, dtype=torch.float64)).shape)
+
+
+def test_lu_factor_pivot_argument():
+    a = normal(28, (4, 4))
+    lu, piv = mg.linalg.lu_factor(mg.tensor(a), pivot=True)
+    lu0, piv0 = mg.linalg.lu_factor(mg.tensor(a))
+    np.testing.assert_array_equal(_np(lu), _np(lu0))
+    # P A = L U: apply the 1-based row swaps to A, compare with L U
+    pa = a.copy()
+    for i, p in enumerate(_np(piv)):
+        pa[[i, p - 1]] = pa[[p - 1, i]]
+    lo, up = np.tril(_np(lu), -1) + np.eye(4), np.triu(_np(lu))
+    np.testing.assert_allclose(lo @ up, pa, atol=1e-12)
+    with pytest.raises(NotImplementedError, match="pivot=False"):
+        mg.linalg.lu_factor(mg.tensor(a), pivot=False)
+    with pytest.raises(TypeError, match="pivot"):
+        mg.linalg.lu_factor(mg.tensor(a), pivot="yes")
+
+
+def test_lu_factor_against_torch():
+    torch = _torch()
+    a = normal(29, (2, 4, 4))
+    lu, piv = mg.linalg.lu_factor(mg.tensor(a), pivot=True)
+    tlu, tpiv = torch.linalg.lu_factor(torch.tensor(a), pivot=True)
+    np.testing.assert_allclose(_np(lu), tlu.numpy(), atol=1e-12)
+    np.testing.assert_array_equal(_np(piv), tpiv.numpy())
+
+
+@pytest.mark.parametrize("p", [2, 3, 1.5, "fro"])
+def test_norm_gradient_at_zero_is_zero(p):
+    # PyTorch's subgradient at ‖x‖ = 0 is 0 (not 0 · ∞ = nan); the other rows are untouched
+    x = normal(30, (3, 4))
+    x[1] = 0.0
+    a = mg.tensor(x, requires_grad=True)
+    mg.norm(a, p, 1).sum().backward()
+    g = _np(a.grad)
+    assert np.isfinite(g).all() and (g[1] == 0).all()
+    pp = 2 if p == "fro" else p
+    n = (np.abs(x[0]) ** pp).sum() ** (1 / pp)
+    np.testing.assert_allclose(g[0], np.sign(x[0]) * (np.abs(x[0]) / n) ** (pp - 1), rtol=1e-12)

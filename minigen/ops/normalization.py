@@ -18,6 +18,7 @@ Half-precision inputs are normalised in float32 and the result cast back.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -121,15 +122,18 @@ class GroupNorm(Function):
 
     def forward(self, x, w, b, groups, eps, silu=False):
         self.shape, self.dtype, self.silu = x.shape, x.dtype, silu
-        self.native = _native_ok(x)
+        # an empty batch (N = 0) has nothing to normalise: numpy's path gives the empty output
+        # and zero weight/bias gradients (PyTorch's); sizes are explicit, -1 is ambiguous at 0
+        self.native = _native_ok(x) and x.size > 0
+        m = math.prod(x.shape[2:])
         if self.native:
-            x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+            x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], m)
             self.x3, self.w, self.b, self.groups = x3, w, b, groups
             y, self.mean, self.rstd = native_module().group_norm_forward(
                 x3, _contig(w), _contig(b), groups, float(eps), silu)
             return y.reshape(x.shape)
         ct = _compute_dtype(x.dtype)
-        xg = x.astype(ct, copy=False).reshape(x.shape[0], groups, -1)
+        xg = x.astype(ct, copy=False).reshape(x.shape[0], groups, x.shape[1] // groups * m)
         xh, r, _, _ = _standardise(xg, (2,), eps)
         self.xh, self.r, self.w = xh, r, w
         cs = _channel_shape(x.ndim)

@@ -86,7 +86,8 @@ def _padded(xp, x, p, k, s, d, out, value):
         pads.append((pp, max(0, need - n - pp)))
     if not any(lo or hi for lo, hi in pads):
         return x
-    return xp.pad(x, ((0, 0), (0, 0)) + tuple(pads), constant_values=value)
+    # no padding of the leading dims: (N, C) or, unbatched, (C,)
+    return xp.pad(x, ((0, 0),) * (x.ndim - 2) + tuple(pads), constant_values=value)
 
 
 def _window(i, j, s, d, out):

@@ -64,6 +64,11 @@ class Mean(Function):
         return xp.broadcast_to(g, self.shape)
 
 
+def _kept_shape(shape, axes):
+    """The shape of a keepdim reduction over ``axes`` (None: all dims)."""
+    return tuple(1 if axes is None or i in axes else s for i, s in enumerate(shape))
+
+
 def _count(shape, axes):
     n = 1
     for a in axes:
@@ -153,12 +158,15 @@ class LogSumExp(Function):
 
     def forward(self, x, axes, keepdim):
         xp = xp_of(x)
+        self.x, self.axes, self.keepdim = x, axes, keepdim
+        if x.size == 0:  # log Σ over no terms = log 0 = −inf (the identity, as PyTorch)
+            self.out_k = xp.full(_kept_shape(x.shape, axes), -xp.inf, dtype=x.dtype)
+            return self.out_k if keepdim else self.out_k.squeeze(axis=axes)
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         e = xp.exp(x - m)
         s = e.sum(axis=axes, keepdims=True)
         out = xp.log(s) + m
-        self.x, self.axes, self.keepdim = x, axes, keepdim
         self.out_k = out
         return out if keepdim else out.squeeze(axis=axes)
 
@@ -188,6 +196,10 @@ class Softmax(Function):
 
     def forward(self, x, axis):
         xp = xp_of(x)
+        self.axis = axis
+        if x.size == 0:  # nothing to normalise (a size-0 dim has no max): empty, as PyTorch
+            self.y = x.copy()
+            return self.y
         e = xp.exp(x - x.max(axis=axis, keepdims=True))
         e /= e.sum(axis=axis, keepdims=True)
         self.y, self.axis = e, axis
@@ -204,6 +216,10 @@ class LogSoftmax(Function):
 
     def forward(self, x, axis):
         xp = xp_of(x)
+        self.axis = axis
+        if x.size == 0:  # as Softmax: an empty result
+            self.y = x.copy()
+            return self.y
         shifted = x - x.max(axis=axis, keepdims=True)
         y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         self.y, self.axis = y, axis
@@ -261,11 +277,15 @@ def _maxmin(input, dim, keepdim, mode):
     if isinstance(dim, Tensor):  # max(a, b) elementwise, as in PyTorch
         from .elementwise import maximum, minimum
         return (maximum if mode == "max" else minimum)(input, dim)
-    if input.data.size == 0:
-        raise RuntimeError(f"{mode}: reduction of an empty tensor has no identity")
     if dim is None:
+        if input.data.size == 0:
+            raise RuntimeError(f"{mode}: reduction of an empty tensor has no identity; give a "
+                               "dim of non-zero size")
         return MaxMin.apply(input, None, False, mode, False)
     axis = norm_dim(dim, input.ndim, mode)
+    if input.ndim and input.shape[axis] == 0:
+        raise RuntimeError(f"{mode}: reduction over dim {axis} of size 0 (shape "
+                           f"{tuple(input.shape)}) has no identity")
     if input.ndim == 0:  # dim 0 / -1 of a 0-d tensor: the value itself at index 0
         values, indices = MaxMin.apply(input.reshape(1), (0,), False, mode, True)
         return values_indices(values, indices)
@@ -314,15 +334,23 @@ class _Arg(Function):
         return getattr(xp, fn)(x, axis=axis, keepdims=keepdim).astype(xp.int64)
 
 
+def _check_arg_nonempty(input, axis, op):
+    if input.data.size == 0 and (axis is None or input.shape[axis] == 0):
+        raise RuntimeError(f"{op}: reduction over an empty dimension of shape "
+                           f"{tuple(input.shape)} has no identity")
+
+
 @tensor_method()
 def argmax(input, dim=None, keepdim=False):
     axis = None if dim is None else norm_dim(dim, input.ndim, "argmax")
+    _check_arg_nonempty(input, axis if input.ndim else None, "argmax")
     return _Arg.apply(input, axis, keepdim, "argmax")
 
 
 @tensor_method()
 def argmin(input, dim=None, keepdim=False):
     axis = None if dim is None else norm_dim(dim, input.ndim, "argmin")
+    _check_arg_nonempty(input, axis if input.ndim else None, "argmin")
     return _Arg.apply(input, axis, keepdim, "argmin")
 
 
@@ -390,6 +418,33 @@ def _nuclear_norm(input, dim, keepdim):
     return out
 
 
+class _PNorm(Function):
+    """‖x‖_p = (Σ|x_i|^p)^{1/p} over ``axes`` for a finite p ∉ {0, 1};
+    d‖x‖_p/dx_i = sign(x_i) |x_i|^{p−1} / ‖x‖_p^{p−1}, taken as 0 where ‖x‖_p = 0 (PyTorch's
+    choice at the kink: the composition through pow and sqrt would give 0 · ∞ = nan there)."""
+    saves_output = True
+
+    def forward(self, x, axes, keepdim, p):
+        xp = xp_of(x)
+        self.x, self.axes, self.keepdim, self.p = x, axes, keepdim, p
+        ax = xp.abs(x)
+        s = (x * x if p == 2 else ax ** p).sum(axis=axes, keepdims=keepdim)
+        self.out = xp.sqrt(s) if p == 2 else s ** (1.0 / p)
+        return self.out
+
+    def backward(self, g):
+        xp = xp_of(g)
+        x, p = self.x, self.p
+        n = _expand_back(self.out, x.shape, self.axes, self.keepdim)
+        g = _expand_back(g, x.shape, self.axes, self.keepdim)
+        safe = xp.where(n == 0, 1, n)
+        if p == 2:
+            d = x / safe
+        else:
+            d = xp.sign(x) * (xp.abs(x) / safe) ** (p - 1)
+        return xp.where(n == 0, 0, g * d).astype(x.dtype, copy=False)
+
+
 class _CountNonzero(Function):
     """‖x‖₀ = #{i : x_i ≠ 0} in x's dtype; piecewise constant, so its gradient is zero."""
     saves_inputs = False
@@ -419,8 +474,6 @@ def norm(input, p="fro", dim=None, keepdim=False):
         raise TypeError(f"norm: p must be a number, 'fro' or 'nuc', got {p!r}")
     if not dtypes.is_floating(input.data.dtype):
         raise TypeError(f"norm: expected a floating point tensor, got dtype {input.dtype}")
-    if p == 2:
-        return (input * input).sum(dim, keepdim).sqrt()
     if p == 1:
         return input.abs().sum(dim, keepdim)
     if p == float("inf"):
@@ -429,7 +482,7 @@ def norm(input, p="fro", dim=None, keepdim=False):
         return input.abs().amin(dim, keepdim)
     if p == 0:
         return _CountNonzero.apply(input, norm_dims(dim, input.ndim, "norm"), keepdim)
-    return (input.abs() ** p).sum(dim, keepdim) ** (1.0 / p)
+    return _PNorm.apply(input, norm_dims(dim, input.ndim, "norm"), keepdim, p)
 
 
 class _Truth(Function):

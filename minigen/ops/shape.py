@@ -474,13 +474,23 @@ def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("cat: expected a non-empty list of tensors")
+    from .. import dtypes
+    # PyTorch's legacy rule: a 1-D tensor of size 0 is skipped whatever the others' shapes
+    # (it still takes part in the dtype promotion)
+    legacy_empty = [t for t in tensors if t.ndim == 1 and t.shape[0] == 0]
+    if legacy_empty and len(legacy_empty) < len(tensors):
+        dt = tensors[0].dtype
+        for t in tensors[1:]:
+            dt = dtypes.promote(dt, t.dtype)
+        kept = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)]
+        out = cat(kept, dim)
+        return out if out.dtype == dt else out.to(dt)
     first = tensors[0]
     nd = first.ndim
     if nd == 0:
         raise RuntimeError("cat: zero-dimensional tensors cannot be concatenated; use stack")
     axis = norm_dim(dim, nd, "cat")
     dt = first.dtype
-    from .. import dtypes
     for t in tensors[1:]:
         if t.ndim != nd:
             raise RuntimeError(f"cat: tensors must have the same number of dimensions, got "
