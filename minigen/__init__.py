@@ -36,9 +36,10 @@ def load_run(path, device="cpu", ema=True):
 
 def _late_imports():
     # nn, optim and serialization import the ops above; keep them after.
-    global nn, optim, save, load, dispatch, linalg
+    global nn, optim, save, load, dispatch, linalg, distributions
     from . import nn, optim  # noqa: F401
     from . import dispatch, linalg  # noqa: F401
+    from . import distributions  # noqa: F401
     from .serialization import load, save  # noqa: F401
 
 
