@@ -11,6 +11,10 @@ from .creation import *  # noqa: F401,F403
 from .dtypes import (bfloat16, bool_ as bool, double, float16, float32, float64, half, int8,
                      int16, int32, int64, long, uint8, get_default_dtype, set_default_dtype)
 from .ops import *  # noqa: F401,F403
+import importlib as _importlib  # noqa: E402
+# minigen.special (torch.special's names); imported by path: the star import above brought in
+# ops.special (the array functions) under the same name
+special = _importlib.import_module(__name__ + ".special")
 from .random import Generator, get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor, as_tensor, from_dlpack, from_numpy, tensor
 from . import autograd  # noqa: E402

@@ -19,3 +19,5 @@ from .noise_schedule import *  # noqa: F401,F403
 from .flow import *  # noqa: F401,F403
 from . import composite  # noqa: F401,E402
 from .composite import *  # noqa: F401,F403,E402
+from . import mathfns  # noqa: F401,E402
+from .mathfns import *  # noqa: F401,F403,E402
