@@ -784,3 +784,40 @@ def test_other_ops_against_torch():
                                       torch.tril_indices(r, c, o).numpy())
         np.testing.assert_array_equal(mg.triu_indices(r, c, o).numpy(),
                                       torch.triu_indices(r, c, o).numpy())
+
+
+# =================================================================== in-place variants
+def test_inplace_variants_write_into_self_and_keep_the_graph():
+    x0, s0 = normal(0, (3, 2)), normal(1, (2, 2))
+    x = mg.tensor(x0)
+    v = x._vc[0]
+    assert x.index_add_(0, mg.tensor([2, 2]), mg.tensor(s0), alpha=2) is x
+    np.testing.assert_allclose(x.numpy(), _ref_index_add(x0, [2, 2], s0, 0, 2), rtol=1e-15)
+    assert x._vc[0] == v + 1
+    # a non-leaf: the gradient flows through the in-place op to both the base and the source
+    leaf = mg.tensor(x0, requires_grad=True)
+    src = mg.tensor(s0, requires_grad=True)
+    y = leaf * 3
+    y.scatter_reduce_(0, mg.tensor([[0, 1], [0, 1]]), src, "sum", include_self=False)
+    y.sum().backward()
+    # targets (index[i][j], j): (0, 0) and (1, 1) are overwritten, so x there gets no gradient
+    np.testing.assert_array_equal(leaf.grad.numpy(), [[0, 3], [3, 0], [3, 3]])
+    np.testing.assert_array_equal(src.grad.numpy(), np.ones((2, 2)))
+    z = mg.tensor(x0)
+    z.addcmul_(mg.tensor(s0[0]), mg.tensor(x0), value=0.5)
+    np.testing.assert_allclose(z.numpy(), x0 + 0.5 * s0[0] * x0, rtol=1e-15)
+    # a bad argument raises before anything is written
+    with pytest.raises(IndexError):
+        z.index_copy_(0, mg.tensor([0, 3]), mg.ones(2, 2, dtype=mg.float64))
+    np.testing.assert_allclose(z.numpy(), x0 + 0.5 * s0[0] * x0, rtol=1e-15)
+
+
+def test_mixed_devices_are_refused_by_name(fake_cuda):
+    c, g = mg.ones(2, 2), mg.ones(2, 2, device="cuda")
+    for call in (lambda: mg.addmm(c, g, g), lambda: mg.addcmul(g, c, g),
+                 lambda: mg.tensordot(c, g), lambda: g.index_add(0, mg.tensor([0]), c[:1]),
+                 lambda: g.scatter_reduce(0, mg.tensor([[0, 1]], device="cuda"), c, "sum"),
+                 lambda: mg.repeat_interleave(g, mg.tensor([1, 1])),
+                 lambda: mg.meshgrid(c[0], g[0])):
+        with pytest.raises(RuntimeError, match="same device|repeats on"):
+            call()

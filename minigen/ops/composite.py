@@ -863,3 +863,19 @@ def triu_indices(row, col, offset=0, *, dtype=None, device=None):
     """2 × N indices (row-major) of the upper triangle of a row × col matrix from diagonal
     ``offset`` up."""
     return _tri_indices("triu_indices", row, col, offset, dtype, device, False)
+
+
+# ============================================================== in-place variants
+def _inplace(fn):
+    """``x.op_(*args)``: the out-of-place op's result written into x (``Tensor._inplace_from``:
+    argument errors raise before x changes; with gradients recorded x takes over the node)."""
+    def method(self, *args, **kwargs):
+        return self._inplace_from(lambda s, *a: fn(s, *a, **kwargs), *args)
+    method.__name__ = fn.__name__ + "_"
+    method.__doc__ = f"In-place {fn.__name__}."
+    return method
+
+
+for _fn in (addmm, baddbmm, addcmul, addcdiv, index_add, index_copy, scatter_reduce):
+    setattr(Tensor, _fn.__name__ + "_", _inplace(_fn))
+del _fn
