@@ -2,8 +2,11 @@
 *_like. Every function takes ``dtype``, ``device`` and ``requires_grad`` as in PyTorch."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import dtypes
-from .backend import CPU, Device, array_module
+from .autograd.function import Function
+from .backend import CPU, Device, array_module, xp_of as array_module_of
 from .random import seed_for
 from .tensor import Tensor
 
@@ -105,12 +108,70 @@ def _gen_dtype(dt):
     return dt if dt in (dtypes.float32, dtypes.float64) else dtypes.float64
 
 
-def normal(mean, std, size, generator=None, dtype=None, device=None):
-    return randn(*_size((size,)), generator=generator, dtype=dtype, device=device) * std + mean
+class _NormalSample(Function):
+    """out = mean + std · ε with ε ~ N(0, 1) drawn outside; mean and std broadcast.
+
+    Not a reparameterisation: like torch.normal the sample's gradient with respect to mean and
+    std is zero (a sample of N(mean, std) carries no derivative; write mean + std · randn for
+    a pathwise one, or use rsample of minigen.distributions)."""
+    saves_inputs = False
+
+    def forward(self, mean, std, eps):
+        self.shapes = (getattr(mean, "shape", ()), getattr(std, "shape", ()))
+        return mean + std * eps
+
+    def backward(self, g):
+        xp = array_module_of(g)
+        n = self.needs_input_grad
+        return tuple(xp.zeros(s, dtype=g.dtype) if n[i] else None
+                     for i, s in enumerate(self.shapes)) + (None,)
+
+
+def normal(mean, std=1.0, size=None, generator=None, dtype=None, device=None):
+    """PyTorch's torch.normal: ``normal(mean_tensor, std_tensor)`` (shapes broadcast),
+    ``normal(mean_tensor, std=1.0)``, ``normal(mean, std_tensor)`` (the tensors' dtype and
+    device), or ``normal(mean, std, size)`` with two numbers. std must be ≥ 0. The sample gets
+    a zero gradient, as PyTorch's (see _NormalSample)."""
+    tensors = [t for t in (mean, std) if isinstance(t, Tensor)]
+    if not tensors:
+        if size is None:
+            raise TypeError("normal: give size when mean and std are both numbers")
+        if std < 0:
+            raise RuntimeError(f"normal: std must be >= 0, got {std}")
+        return randn(*_size((size,)), generator=generator, dtype=dtype,
+                     device=device) * std + mean
+    if size is not None:
+        raise TypeError("normal: size is only taken when mean and std are both numbers (the "
+                        "tensors' broadcast shape is the sample's shape)")
+    dev = tensors[0].device
+    dt = tensors[0].dtype
+    for t in tensors:
+        if not dtypes.is_floating(t.dtype):
+            raise TypeError(f"normal: mean and std must be floating point, got {t.dtype}")
+        if t.device is not dev:
+            raise RuntimeError(f"normal: mean and std are on different devices ({dev} and "
+                               f"{t.device})")
+        dt = dtypes.promote(dt, t.dtype)
+    if isinstance(std, Tensor):
+        from .autograd.grad_mode import value_checks
+        if std.numel() and value_checks(std.device) and not bool((std.data >= 0).all()):
+            raise RuntimeError("normal: expected all elements of std >= 0")
+    elif std < 0:
+        raise RuntimeError(f"normal: std must be >= 0, got {std}")
+    shape = np.broadcast_shapes(tuple(getattr(mean, "shape", ())), tuple(getattr(std, "shape",
+                                                                               ())))
+    eps = randn(*shape, generator=generator, dtype=dt, device=dev)
+    m = mean.to(dt) if isinstance(mean, Tensor) else mean
+    s = std.to(dt) if isinstance(std, Tensor) else std
+    return _NormalSample.apply(m, s, eps)
 
 
 def randint(low, high=None, size=(), generator=None, dtype=None, device=None):
-    """Integers uniform on [low, high)."""
+    """Integers uniform on [low, high): randint(high, size) or randint(low, high, size)."""
+    if isinstance(high, (tuple, list)):  # PyTorch's two-argument form randint(high, size)
+        if size != ():
+            raise TypeError("randint: size given twice (as the second argument and size=)")
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if high <= low:

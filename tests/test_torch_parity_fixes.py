@@ -409,3 +409,317 @@ def test_norm_gradient_at_zero_is_zero(p):
     pp = 2 if p == "fro" else p
     n = (np.abs(x[0]) ** pp).sum() ** (1 / pp)
     np.testing.assert_allclose(g[0], np.sign(x[0]) * (np.abs(x[0]) / n) ** (pp - 1), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------- PyTorch's arguments
+def test_randint_two_argument_form():
+    mg.manual_seed(0)
+    a = mg.randint(10, (3, 4))
+    assert a.shape == (3, 4) and a.dtype == mg.int64
+    assert 0 <= int(a.data.min()) and int(a.data.max()) < 10
+    g1, g2 = mg.Generator().manual_seed(5), mg.Generator().manual_seed(5)
+    np.testing.assert_array_equal(_np(mg.randint(7, (50,), generator=g1)),
+                                  _np(mg.randint(0, 7, (50,), generator=g2)))
+    b = mg.randint(-3, 2, [200])
+    assert b.shape == (200,) and set(np.unique(_np(b))) <= set(range(-3, 2))
+    with pytest.raises(TypeError, match="size given twice"):
+        mg.randint(10, (3,), size=(3,))
+
+
+def _np_div_trunc(a, b):
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) != (b < 0), -q, q).astype(np.result_type(a, b))
+
+
+def test_div_rounding_modes_float():
+    x = normal(31, (3, 4)) * 5
+    y = normal(32, (4,)) * 2
+    check_op(lambda a, b: mg.div(a, b, rounding_mode="trunc"), lambda a, b: np.trunc(a / b),
+             [x, y])
+    check_op(lambda a, b: a.div(b, rounding_mode="floor"), lambda a, b: np.floor(a / b), [x, y])
+    check_op(lambda a: mg.div(a, -1.5, rounding_mode="floor"), lambda a: np.floor(a / -1.5), [x])
+    # the quotient is piecewise constant: zero gradient, as PyTorch
+    a = mg.tensor(x, requires_grad=True)
+    mg.div(a, 2.0, rounding_mode="trunc").sum().backward()
+    np.testing.assert_array_equal(_np(a.grad), np.zeros_like(x))
+    check_op(lambda a: mg.div(a, 2.0, rounding_mode=None), lambda a: a / 2.0, [x])
+    with pytest.raises(ValueError, match="rounding_mode"):
+        mg.div(mg.tensor(x), 2.0, rounding_mode="round")
+
+
+def test_div_rounding_modes_integer():
+    a = np.array([-7, 7, -6, 6, 0, -1, 9])
+    b = np.array([2, 2, -4, -4, 3, 5, -2])
+    for mode, ref in (("trunc", _np_div_trunc(a, b)), ("floor", a // b)):
+        out = mg.div(mg.tensor(a), mg.tensor(b), rounding_mode=mode)
+        assert out.dtype == mg.int64
+        np.testing.assert_array_equal(_np(out), ref)
+    np.testing.assert_array_equal(_np(mg.div(mg.tensor(a), 3, rounding_mode="trunc")),
+                                  _np_div_trunc(a, np.array(3)))
+    # int / float promotes to float
+    assert mg.div(mg.tensor(a), 2.0, rounding_mode="floor").dtype == mg.float32
+    with pytest.raises(ZeroDivisionError):
+        mg.div(mg.tensor(a), 0, rounding_mode="trunc")
+    with pytest.raises(ZeroDivisionError):
+        mg.div(mg.tensor(a), mg.tensor(b * 0), rounding_mode="floor")
+
+
+def test_div_rounding_against_torch():
+    torch = _torch()
+    x = normal(33, (20,)) * 7
+    y = normal(34, (20,)) * 3
+    xi, yi = np.arange(-10, 10), np.array([3, -3, 7, -2] * 5)
+    for mode in ("trunc", "floor"):
+        for a, b in ((x, y), (xi, yi), (xi, 2.5), (x, 3)):
+            tb = torch.tensor(b) if isinstance(b, np.ndarray) else b
+            mb = mg.tensor(b) if isinstance(b, np.ndarray) else b
+            ref = torch.div(torch.tensor(a), tb, rounding_mode=mode)
+            got = mg.div(mg.tensor(a), mb, rounding_mode=mode)
+            assert str(got.dtype).split(".")[-1] == str(ref.dtype).split(".")[-1]
+            np.testing.assert_array_equal(_np(got), ref.numpy())
+
+
+def test_round_decimals_half_to_even():
+    # x·10^d lands exactly on .5 for these: half to even
+    x = np.array([0.125, 0.375, -0.625, 2.5, 1.2345, 15.0, 25.0, -35.0])
+    # (these sit on rounding jumps: central differences there see the jump, so values only)
+    check_op(lambda t: mg.round(t, decimals=2), lambda a: np.round(a, 2), [x], float32=False,
+             grad=False)
+    away = normal(48, (3, 4)) * 10 + 0.0013  # a gradient check off the jumps
+    check_op(lambda t: mg.round(t, decimals=2), lambda a: np.round(a, 2), [away],
+             float32=False)
+    np.testing.assert_array_equal(_np(mg.round(mg.tensor(x), decimals=2))[:3], [0.12, 0.38, -0.62])
+    np.testing.assert_array_equal(_np(mg.tensor(x).round(decimals=-1))[5:], [20.0, 20.0, -40.0])
+    a = mg.tensor(x, requires_grad=True)
+    mg.round(a, decimals=1).sum().backward()
+    np.testing.assert_array_equal(_np(a.grad), np.zeros_like(x))
+    with pytest.raises(TypeError, match="floating"):
+        mg.round(mg.tensor([15, 25]), decimals=-1)
+
+
+def test_round_decimals_against_torch():
+    torch = _torch()
+    x = normal(35, (2000,)) * 100
+    for dt in (np.float32, np.float64):
+        for d in (-2, -1, 1, 2, 3):
+            np.testing.assert_array_equal(
+                _np(mg.round(mg.tensor(x.astype(dt)), decimals=d)),
+                torch.round(torch.tensor(x.astype(dt)), decimals=d).numpy())
+
+
+@pytest.mark.parametrize("fn", ["var", "std"])
+def test_var_std_unbiased_positionally(fn):
+    x = normal(36, (3, 5))
+    nfn = getattr(np, fn)
+    check_op(lambda t: getattr(mg, fn)(t, False), lambda a: nfn(a), [x])
+    check_op(lambda t: getattr(t, fn)(True), lambda a: nfn(a, ddof=1), [x])
+    check_op(lambda t: getattr(mg, fn)(t, 1, False, True), lambda a: nfn(a, 1, keepdims=True),
+             [x])
+    check_op(lambda t: getattr(mg, fn)(t, 0, correction=2), lambda a: nfn(a, 0, ddof=2), [x])
+    with pytest.raises(RuntimeError, match="only one"):
+        getattr(mg, fn)(mg.tensor(x), 0, True, correction=0)
+    with pytest.raises(TypeError, match="bool dim"):
+        getattr(mg, fn)(mg.tensor(x), False, True)
+
+
+@pytest.mark.parametrize("fn", ["var_mean", "std_mean"])
+def test_var_std_mean_unbiased_positionally(fn):
+    x = normal(37, (3, 5))
+    nfn = np.var if fn == "var_mean" else np.std
+    check_op(lambda t: getattr(mg, fn)(t, False), lambda a: (nfn(a), a.mean()), [x])
+    check_op(lambda t: getattr(mg, fn)(t, 1, False), lambda a: (nfn(a, 1), a.mean(1)), [x])
+    check_op(lambda t: getattr(mg, fn)(t, [0], True, True),
+             lambda a: (nfn(a, 0, ddof=1, keepdims=True), a.mean(0, keepdims=True)), [x])
+
+
+def test_var_std_against_torch():
+    torch = _torch()
+    x = normal(38, (4, 3))
+    for args in [(False,), (True,), (1, False), (0, True, True)]:
+        for name in ("var", "std", "var_mean", "std_mean"):
+            got, ref = getattr(mg, name)(mg.tensor(x), *args), getattr(torch, name)(
+                torch.tensor(x), *args)
+            for g_, r_ in zip(got if isinstance(got, tuple) else (got,),
+                              ref if isinstance(ref, tuple) else (ref,)):
+                np.testing.assert_allclose(_np(g_), r_.numpy(), rtol=1e-12, err_msg=str(args))
+
+
+def test_normal_with_tensor_mean_and_std():
+    mean, std = normal(39, (3,)), np.abs(normal(40, (2, 1))) + 0.1
+    g = mg.Generator().manual_seed(3)
+    out = mg.normal(mg.tensor(mean), mg.tensor(std), generator=g)
+    eps = _np(mg.randn(2, 3, dtype=mg.float64, generator=mg.Generator().manual_seed(3)))
+    assert out.shape == (2, 3) and out.dtype == mg.float64
+    np.testing.assert_allclose(_np(out), mean + std * eps, rtol=1e-14)
+    # normal(mean_tensor, std=float) and normal(float, std_tensor)
+    assert mg.normal(mg.tensor(mean), 2.0).shape == (3,)
+    assert mg.normal(0.5, mg.tensor(std)).shape == (2, 1)
+    assert mg.normal(0.0, 1.0, (4, 2)).shape == (4, 2)
+    # a sample carries a zero gradient (PyTorch's NormalBackward); the graph stays connected
+    m, s = mg.tensor(mean, requires_grad=True), mg.tensor(std, requires_grad=True)
+    y = mg.normal(m, s)
+    assert y.requires_grad
+    y.sum().backward()
+    np.testing.assert_array_equal(_np(m.grad), np.zeros(3))
+    np.testing.assert_array_equal(_np(s.grad), np.zeros((2, 1)))
+    with pytest.raises(RuntimeError, match="std >= 0"):
+        mg.normal(mg.tensor(mean), mg.tensor(-std))
+    with pytest.raises(TypeError, match="size"):
+        mg.normal(0.0, 1.0)
+
+
+def test_normal_statistics():
+    mean = np.array([-2.0, 0.0, 3.0])
+    std = np.array([0.5, 1.0, 2.0])
+    out = mg.normal(mg.tensor(np.broadcast_to(mean, (20000, 3)).copy()), mg.tensor(std),
+                    generator=mg.Generator().manual_seed(1))
+    # 5 standard errors: σ/√n for the mean, σ·√(2/n) (normal) for the std
+    np.testing.assert_array_less(np.abs(_np(out).mean(0) - mean), 5 * std / np.sqrt(20000))
+    np.testing.assert_array_less(np.abs(_np(out).std(0) - std), 5 * std * np.sqrt(2 / 20000))
+
+
+def test_normal_against_torch_shapes():
+    torch = _torch()
+    for m, s in [((3,), (2, 1)), ((2, 3), ()), ((), (4,))]:
+        ref = torch.normal(torch.zeros(m, dtype=torch.float64), torch.ones(s, dtype=torch.float64))
+        assert mg.normal(mg.zeros(*m, dtype=mg.float64), mg.ones(*s, dtype=mg.float64)).shape \
+            == tuple(ref.shape)
+
+
+# ---------------------------------------------------------------------- F.pad, interpolate
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pad", [(-1, 2), (2, -1), (-1, -2), (-2, 0, 1, -1)])
+def test_pad_negative_crops(mode, pad):
+    x = normal(41, (2, 4, 5))
+
+    def ref(a):
+        # crop first, then pad the cropped array (numpy's pad modes under their names)
+        sl = [slice(None)] * a.ndim
+        widths = [(0, 0)] * a.ndim
+        for i in range(len(pad) // 2):
+            d = a.ndim - 1 - i
+            lo, hi = pad[2 * i], pad[2 * i + 1]
+            sl[d] = slice(max(-lo, 0), a.shape[d] - max(-hi, 0))
+            widths[d] = (max(lo, 0), max(hi, 0))
+        c = a[tuple(sl)]
+        np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
+                   "circular": "wrap"}[mode]
+        return np.pad(c, widths, mode=np_mode)
+
+    check_op(lambda t: F.pad(t, pad, mode=mode), ref, [x])
+
+
+def test_pad_negative_errors_and_torch():
+    with pytest.raises(ValueError, match="negative size"):
+        F.pad(mg.zeros(2, 3), (-2, -2))
+    torch = _torch()
+    x = normal(42, (1, 3, 4))
+    for mode in ("constant", "reflect", "replicate", "circular"):
+        for pad in [(-1, 2), (2, -1), (-2, 0, 1, -1)]:
+            np.testing.assert_array_equal(
+                _np(F.pad(mg.tensor(x), pad, mode=mode)),
+                torch.nn.functional.pad(torch.tensor(x), pad, mode=mode).numpy())
+
+
+def _keys(d, a=-0.75):
+    d = abs(d)
+    if d <= 1:
+        return (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1
+    if d < 2:
+        return a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a
+    return 0.0
+
+
+def _np_resample_2d(a, out_hw, kernel, align_corners):
+    """Direct 2-D resampling: out[oy, ox] = Σ_{iy, ix} k(sy − iy) k(sx − ix) a[clamp(iy),
+    clamp(ix)] over the source neighbourhood, loops over every output pixel."""
+    h, w = a.shape[-2:]
+    oh, ow = out_hw
+    reach = 2 if kernel is _keys else 1
+
+    def src(o, n_in, n_out):
+        if align_corners:
+            return o * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        s = (o + 0.5) * n_in / n_out - 0.5
+        return s if kernel is _keys else max(s, 0.0)
+
+    out = np.zeros(a.shape[:-2] + (oh, ow))
+    for oy in range(oh):
+        sy = src(oy, h, oh)
+        for ox in range(ow):
+            sx = src(ox, w, ow)
+            for iy in range(int(np.floor(sy)) - reach + 1, int(np.floor(sy)) + reach + 1):
+                for ix in range(int(np.floor(sx)) - reach + 1, int(np.floor(sx)) + reach + 1):
+                    wgt = kernel(sy - iy) * kernel(sx - ix)
+                    if wgt:
+                        out[..., oy, ox] += wgt * a[..., min(max(iy, 0), h - 1),
+                                                    min(max(ix, 0), w - 1)]
+    return out
+
+
+def _tent(d):
+    return max(0.0, 1.0 - abs(d))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("out_hw", [(7, 3), (2, 6)])
+def test_interpolate_bicubic(align_corners, out_hw):
+    x = normal(43, (1, 2, 4, 5))
+    check_op(lambda t: F.interpolate(t, size=out_hw, mode="bicubic", align_corners=align_corners),
+             lambda a: _np_resample_2d(a, out_hw, _keys, align_corners), [x])
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_interpolate_bilinear(align_corners):
+    x = normal(44, (2, 1, 4, 5))
+    check_op(lambda t: F.interpolate(t, size=(6, 3), mode="bilinear",
+                                     align_corners=align_corners),
+             lambda a: _np_resample_2d(a, (6, 3), _tent, align_corners), [x])
+
+
+def _np_adaptive_avg(a, out):
+    """Mean over PyTorch's adaptive windows [⌊o·in/out⌋, ⌈(o + 1)·in/out⌉) per spatial dim."""
+    spatial = a.shape[2:]
+    res = np.zeros(a.shape[:2] + tuple(out))
+    for o in np.ndindex(*out):
+        sl = tuple(slice(int(np.floor(i * n / m)), int(np.ceil((i + 1) * n / m)))
+                   for i, n, m in zip(o, spatial, out))
+        res[(Ellipsis,) + o] = a[(Ellipsis,) + sl].mean(axis=tuple(range(2, a.ndim)))
+    return res
+
+
+@pytest.mark.parametrize("shape, out", [((1, 2, 7, 5), (3, 2)), ((2, 1, 4, 6), (8, 4)),
+                                        ((1, 2, 7), (3,)), ((1, 1, 3, 4, 5), (2, 3, 2))])
+def test_interpolate_area(shape, out):
+    x = normal(45, shape)
+    check_op(lambda t: F.interpolate(t, size=out, mode="area"),
+             lambda a: _np_adaptive_avg(a, out), [x])
+
+
+def test_interpolate_modes_against_torch():
+    torch = _torch()
+    tf = torch.nn.functional
+    x = normal(46, (2, 3, 5, 7))
+    cases = [dict(size=(8, 4), mode="bicubic"), dict(size=(8, 4), mode="bicubic",
+                                                     align_corners=True),
+             dict(scale_factor=1.7, mode="bicubic"), dict(scale_factor=(0.5, 2.5),
+                                                          mode="bicubic"),
+             dict(size=(3, 4), mode="area"), dict(size=(8, 11), mode="area"),
+             dict(scale_factor=0.5, mode="area"), dict(size=(9, 3), mode="bilinear"),
+             dict(size=(9, 3), mode="bilinear", align_corners=True)]
+    for kw in cases:
+        a = mg.tensor(x, requires_grad=True)
+        ta = torch.tensor(x, requires_grad=True)
+        out, ref = F.interpolate(a, **kw), tf.interpolate(ta, **kw)
+        np.testing.assert_allclose(_np(out), ref.detach().numpy(), atol=1e-13, err_msg=str(kw))
+        g = normal(47, tuple(ref.shape))
+        out.backward(mg.tensor(g))
+        ref.backward(torch.tensor(g))
+        np.testing.assert_allclose(_np(a.grad), ta.grad.numpy(), atol=1e-12, err_msg=str(kw))
+
+
+def test_interpolate_mode_errors():
+    with pytest.raises(ValueError, match="align_corners"):
+        F.interpolate(mg.zeros(1, 1, 4, 4), size=2, mode="area", align_corners=False)
+    with pytest.raises(ValueError, match="4-D"):
+        F.interpolate(mg.zeros(1, 1, 4), size=2, mode="bicubic")

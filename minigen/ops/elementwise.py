@@ -207,8 +207,55 @@ def mul(input, other):
     return Mul.apply(a, b)
 
 
+class DivRounded(Function):
+    """a / b rounded toward zero ('trunc') or down ('floor'); integers stay integers.
+
+    Integer 'trunc' from the floor quotient q = a // b (exact in int64): the true quotient
+    lies in (q, q + 1) when the remainder a − q b is non-zero, and trunc rounds it up to
+    q + 1 when it is negative, i.e. when a and b have opposite signs. Piecewise constant:
+    the gradient is zero (PyTorch's).
+    """
+    saves_inputs = False
+
+    def forward(self, a, b, mode):
+        xp = xp_of(a)
+        self.sa, self.sb = _shape(a), _shape(b)
+        if dtypes.is_floating(a.dtype):
+            return xp.trunc(a / b) if mode == "trunc" else a // b
+        q = a // b
+        if mode == "trunc":
+            q = q + ((a - q * b != 0) & ((a < 0) != (b < 0)))
+        return q
+
+    def backward(self, g):
+        xp = xp_of(g)
+        n = self.needs_input_grad
+        return (xp.zeros(self.sa, dtype=g.dtype) if n[0] else None,
+                xp.zeros(self.sb, dtype=g.dtype) if n[1] else None)
+
+
+def _div_rounded(input, other, mode):
+    if mode not in ("trunc", "floor"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {mode!r}")
+    a, b = as_pair(input, other, "div")
+    if a.data.dtype == np.bool_:
+        raise TypeError(f"div: rounding_mode={mode!r} is not defined for bool tensors")
+    if a.data.dtype.kind in "iu":  # integer division by zero has no value (PyTorch raises)
+        from ..autograd.grad_mode import value_checks
+        if isinstance(b, Tensor):
+            if b.numel() and value_checks(b.device) and not bool((b.data != 0).all()):
+                raise ZeroDivisionError("div: integer division by zero")
+        elif b == 0:
+            raise ZeroDivisionError("div: integer division by zero")
+    return DivRounded.apply(a, b, mode)
+
+
 @tensor_method("div", "__truediv__")
-def div(input, other):
+def div(input, other, *, rounding_mode=None):
+    """input / other; ``rounding_mode`` 'trunc' or 'floor' rounds the quotient (integer
+    inputs then give an integer result, as PyTorch)."""
+    if rounding_mode is not None:
+        return _div_rounded(input, other, rounding_mode)
     a, b = as_pair(_wrap_int_div(input), other, "div")
     if isinstance(b, Tensor) and not dtypes.is_floating(b.data.dtype):
         b = b.to(a.data.dtype)
@@ -605,9 +652,29 @@ def ceil(input):
     return ZeroGrad.apply(input, "ceil")
 
 
+class RoundDecimals(Function):
+    """Round half to even at 10^−decimals: rint(x · 10^d) / 10^d (d > 0) or
+    rint(x / 10^−d) · 10^−d (d < 0), as PyTorch (numpy's round does the same). Gradient 0."""
+    saves_inputs = False
+
+    def forward(self, x, decimals):
+        return xp_of(x).round(x, decimals)
+
+    def backward(self, g):
+        return g * 0
+
+
 @tensor_method()
-def round(input):
-    return ZeroGrad.apply(input, "round")
+def round(input, *, decimals=0):
+    """Round to the nearest integer (half to even), or to ``decimals`` decimal places."""
+    if decimals == 0:
+        return ZeroGrad.apply(input, "round")
+    if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)):
+        raise TypeError(f"round: decimals must be an int, got {decimals!r}")
+    if not dtypes.is_floating(input.data.dtype):
+        raise TypeError(f"round: decimals is only supported for floating point tensors, got "
+                        f"{input.dtype}")
+    return RoundDecimals.apply(input, int(decimals))
 
 
 @tensor_method()

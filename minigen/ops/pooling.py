@@ -229,10 +229,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 class Interpolate(Function):
     """Separable resampling, one spatial axis at a time.
 
-    nearest: y[o] = x[src(o)];  linear: y[o] = (1 − λ_o) x[i0(o)] + λ_o x[i1(o)].
+    nearest: y[o] = x[src(o)];  linear: y[o] = (1 − λ_o) x[i0(o)] + λ_o x[i1(o)];
+    taps (bicubic, area): y[o] = Σ_t w[o, t] x[idx[o, t]].
     The backward is the transpose of each axis map, in reverse order: the gradient of output o
-    is added to its source element(s), with weights 1 or (1 − λ_o, λ_o) (add.at: several
-    outputs can share a source).
+    is added to its source element(s), with weights 1, (1 − λ_o, λ_o) or w[o, :] (add.at:
+    several outputs can share a source).
     """
     saves_inputs = False
 
@@ -243,6 +244,16 @@ class Interpolate(Function):
             self.shapes.append(x.shape)
             if kind == "nearest":
                 x = xp.take(x, xp.asarray(data), axis=axis)
+            elif kind == "taps":
+                idx, w = (xp.asarray(a) for a in data)
+                shape = [1] * x.ndim
+                shape[axis] = -1
+                acc = None
+                for t in range(idx.shape[1]):
+                    term = xp.take(x, idx[:, t], axis=axis) * w[:, t].astype(x.dtype).reshape(
+                        shape)
+                    acc = term if acc is None else acc + term
+                x = acc
             else:
                 i0, i1, lam = (xp.asarray(a) for a in data)
                 shape = [1] * x.ndim
@@ -260,6 +271,11 @@ class Interpolate(Function):
             acc = xp.zeros((shape[axis],) + gm.shape[1:], dtype=g.dtype)
             if kind == "nearest":
                 _add_at(xp, acc, xp.asarray(data), gm)
+            elif kind == "taps":
+                idx, w = (xp.asarray(a) for a in data)
+                for t in range(idx.shape[1]):
+                    wt = w[:, t].astype(g.dtype).reshape((-1,) + (1,) * (gm.ndim - 1))
+                    _add_at(xp, acc, idx[:, t], gm * wt)
             else:
                 i0, i1, lam = (xp.asarray(a) for a in data)
                 lam = lam.astype(g.dtype).reshape((-1,) + (1,) * (gm.ndim - 1))
@@ -269,7 +285,51 @@ class Interpolate(Function):
         return g
 
 
-_LINEAR_MODES = {"linear": 3, "bilinear": 4, "trilinear": 5}
+_LINEAR_MODES = {"linear": 3, "bilinear": 4, "trilinear": 5, "bicubic": 4}
+_CUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient
+
+
+def _cubic_source(n_in, n_out, scale, align_corners):
+    """(idx, w), each (n_out, 4): PyTorch's bicubic taps along one axis.
+
+    src as for linear but not clamped at 0 (align_corners=False: src = (dst + ½)·scale − ½);
+    with i = ⌊src⌋, t = src − i the taps are x[i − 1 .. i + 2] (indices clamped to the edge)
+    with Keys' cubic convolution weights for a = −0.75:
+    W(d) = (a + 2)|d|³ − (a + 3)|d|² + 1 for |d| ≤ 1,  a|d|³ − 5a|d|² + 8a|d| − 4a for
+    1 < |d| < 2, at the distances d = t + 1, t, 1 − t, 2 − t."""
+    dst = np.arange(n_out, dtype=np.float64)
+    if align_corners:
+        src = dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        sc = 1.0 / scale if scale is not None and scale > 0 else n_in / n_out
+        src = sc * (dst + 0.5) - 0.5
+    i = np.floor(src)
+    t = src - i
+    a = _CUBIC_A
+
+    def near(d):   # |d| ≤ 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):    # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    w = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
+    idx = np.clip(i.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n_in - 1)
+    return idx, w
+
+
+def _area_source(n_in, n_out):
+    """(idx, w): adaptive average pooling along one axis, PyTorch's windows
+    [⌊o·in/out⌋, ⌈(o + 1)·in/out⌉), each element weighted 1/(window length); the taps past
+    a shorter window get weight 0."""
+    o = np.arange(n_out)
+    start = (o * n_in) // n_out
+    end = -((-(o + 1) * n_in) // n_out)
+    length = end - start
+    taps = np.arange(int(length.max()))
+    idx = np.minimum(start[:, None] + taps, n_in - 1)
+    w = np.where(taps < length[:, None], 1.0 / length[:, None], 0.0)
+    return idx, w
 
 
 def _nearest_source(n_in, n_out, scale, exact):
@@ -311,10 +371,13 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     """Resize the spatial dims of input (N, C, *spatial) to ``size`` or ⌊in·scale_factor⌋.
 
     Modes: "nearest" (src = ⌊dst·in/out⌋), "nearest-exact" (src = ⌊(dst + ½)·in/out⌋),
-    "linear" (3-D input), "bilinear" (4-D), "trilinear" (5-D). Linear modes use PyTorch's
-    coordinates: align_corners=True maps corner pixel centres onto each other,
+    "linear" (3-D input), "bilinear" (4-D), "trilinear" (5-D), "bicubic" (4-D, Keys' cubic
+    convolution with a = −0.75 on the 4×4 neighbourhood, edge indices clamped, as PyTorch),
+    "area" (adaptive average pooling to the output size). Linear and cubic modes use
+    PyTorch's coordinates: align_corners=True maps corner pixel centres onto each other,
     src = dst·(in − 1)/(out − 1); align_corners=False (default) maps pixel areas,
-    src = max((dst + ½)·scale − ½, 0) with scale = 1/scale_factor when given, else in/out.
+    src = (dst + ½)·scale − ½ (clamped at 0 for the linear modes) with scale =
+    1/scale_factor when given, else in/out.
     """
     op = "interpolate"
     if not isinstance(input, Tensor):
@@ -323,10 +386,12 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise ValueError(f"{op}: expected a 3-D, 4-D or 5-D input (N, C, *spatial), got shape "
                          f"{tuple(input.shape)}")
     nd = input.ndim - 2
-    if mode in ("nearest", "nearest-exact"):
+    if mode in ("nearest", "nearest-exact", "area"):
         if align_corners is not None:
             raise ValueError(f"{op}: align_corners can only be set with the interpolating modes "
-                             "linear | bilinear | trilinear")
+                             "linear | bilinear | bicubic | trilinear")
+        if mode == "area":
+            require_float(input, op)
     elif mode in _LINEAR_MODES:
         if input.ndim != _LINEAR_MODES[mode]:
             raise ValueError(f"{op}: mode {mode!r} needs a {_LINEAR_MODES[mode]}-D input, got "
@@ -335,7 +400,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         require_float(input, op)
     else:
         raise NotImplementedError(f"{op}: mode {mode!r} is not implemented (available: nearest, "
-                                  "nearest-exact, linear, bilinear, trilinear)")
+                                  "nearest-exact, linear, bilinear, bicubic, trilinear, area)")
     if (size is None) == (scale_factor is None):
         raise ValueError(f"{op}: exactly one of size and scale_factor must be given")
     in_sizes = input.shape[2:]
@@ -359,6 +424,12 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         if mode.startswith("nearest"):
             plan.append((i + 2, "nearest", _nearest_source(n_in, n_out, sc,
                                                            mode == "nearest-exact")))
+        elif mode == "area":
+            if n_in == n_out:
+                continue
+            plan.append((i + 2, "taps", _area_source(n_in, n_out)))
+        elif mode == "bicubic":
+            plan.append((i + 2, "taps", _cubic_source(n_in, n_out, sc, align_corners)))
         else:
             plan.append((i + 2, "linear", _linear_source(n_in, n_out, sc, align_corners)))
     if not plan:

@@ -247,30 +247,46 @@ def mean(input, dim=None, keepdim=False):
     return Mean.apply(input, norm_dims(dim, input.ndim, "mean"), keepdim)
 
 
-def _correction(unbiased, correction):
+def _var_args(op, dim, unbiased, correction):
+    """(dim, correction) from PyTorch's overloads: var(x, unbiased) with a bool in the dim
+    slot, var(x, dim, unbiased, keepdim), and correction= (unbiased: correction 1)."""
+    if isinstance(dim, bool):   # var(x, False): the legacy (input, unbiased) overload
+        if unbiased is not None:
+            raise TypeError(f"{op}: got a bool dim ({dim}, read as unbiased) and unbiased="
+                            f"{unbiased}; pass dim=None, unbiased=...")
+        dim, unbiased = None, dim
+    if unbiased is not None and not isinstance(unbiased, bool):
+        raise TypeError(f"{op}: unbiased must be a bool, got {unbiased!r}")
     if correction is not None:
-        return correction
-    return 1 if unbiased in (None, True) else 0
+        if unbiased is not None:
+            raise RuntimeError(f"{op}: give only one of unbiased and correction")
+        return dim, correction
+    return dim, (0 if unbiased is False else 1)
 
 
 @tensor_method()
 def var(input, dim=None, unbiased=None, keepdim=False, correction=None):
-    """Variance; unbiased (N − 1) by default, ``unbiased=False`` or ``correction=0`` for N."""
-    return Var.apply(input, norm_dims(dim, input.ndim, "var"), _correction(unbiased, correction),
-                     keepdim)
+    """Variance Σ(x − x̄)² / (N − correction): unbiased (correction 1) by default,
+    ``unbiased=False`` or ``correction=0`` for N; ``var(x, False)`` is PyTorch's
+    (input, unbiased) form."""
+    dim, c = _var_args("var", dim, unbiased, correction)
+    return Var.apply(input, norm_dims(dim, input.ndim, "var"), c, keepdim)
 
 
 @tensor_method()
 def std(input, dim=None, unbiased=None, keepdim=False, correction=None):
-    return var(input, dim, unbiased, keepdim, correction).sqrt()
+    dim, c = _var_args("std", dim, unbiased, correction)
+    return var(input, dim, None, keepdim, c).sqrt()
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, correction=None):
-    return var(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
+    dim, c = _var_args("var_mean", dim, unbiased, correction)
+    return var(input, dim, None, keepdim, c), mean(input, dim, keepdim)
 
 
 def std_mean(input, dim=None, unbiased=None, keepdim=False, correction=None):
-    return std(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim)
+    dim, c = _var_args("std_mean", dim, unbiased, correction)
+    return std(input, dim, None, keepdim, c), mean(input, dim, keepdim)
 
 
 def _maxmin(input, dim, keepdim, mode):

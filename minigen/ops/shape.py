@@ -611,11 +611,23 @@ def pad(input, pad, mode="constant", value=0.0):
         raise ValueError(f"pad: {k} padded dims for a tensor of {input.ndim} dimensions")
     if mode not in ("constant", "reflect", "replicate", "circular"):
         raise ValueError(f"pad: unknown mode {mode!r}")
-    widths = [(0, 0)] * input.ndim
+    # a negative pad crops that many elements from its side; PyTorch crops first, then pads
+    # the cropped tensor (so reflect / replicate / circular read the cropped edges)
+    crop = [builtins.slice(None)] * input.ndim
     for i in range(k):
         lo, hi = int(pad[2 * i]), int(pad[2 * i + 1])
+        d = input.ndim - 1 - i
+        n = input.shape[d]
+        if min(lo, 0) + min(hi, 0) + n < 0:
+            raise ValueError(f"pad: padding ({lo}, {hi}) of dim {d} (size {n}) gives a negative "
+                             "size")
         if lo < 0 or hi < 0:
-            raise ValueError("pad: negative padding is not supported")
+            crop[d] = builtins.slice(max(-lo, 0), n + min(hi, 0))
+    if any(c != builtins.slice(None) for c in crop):
+        input = input[tuple(crop)]
+    widths = [(0, 0)] * input.ndim
+    for i in range(k):
+        lo, hi = max(int(pad[2 * i]), 0), max(int(pad[2 * i + 1]), 0)
         d = input.ndim - 1 - i
         if mode == "reflect" and (lo >= input.shape[d] or hi >= input.shape[d]):
             raise ValueError(f"pad: reflect padding ({lo}, {hi}) must be smaller than the size "
