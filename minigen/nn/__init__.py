@@ -20,3 +20,6 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Lin
            "BatchNorm1d", "BatchNorm2d", "Dropout", "ReLU", "LeakyReLU", "SiLU", "GELU", "Tanh",
            "Sigmoid", "Softplus", "ELU", "Softmax", "LogSoftmax", "functional", "init", "utils"]
 __all__ += list(_conv.__all__) + list(_attention.__all__) + list(_flows.__all__)
+from .layers import *  # noqa: F401,F403,E402
+from . import layers as _layers  # noqa: E402
+__all__ += list(_layers.__all__)

@@ -102,3 +102,25 @@ from ..ops.conv import *  # noqa: F401,F403,E402
 from ..ops.attention import *  # noqa: F401,F403,E402
 from ..ops import conv as _conv, attention as _attention  # noqa: E402
 __all__ += list(_conv.__all__) + list(_attention.__all__)
+
+# Layers and losses of minigen.ops.layers (conv1d, conv_transpose1d, adaptive_avg_pool2d,
+# unfold, instance_norm, rms_norm, glu, selu, relu6, hardswish, prelu, kl_div, smooth_l1_loss,
+# huber_loss, cosine_similarity, pairwise_distance, cdist).
+from ..ops import layers as _layers  # noqa: E402
+from ..ops.layers import *  # noqa: F401,F403,E402
+__all__ += list(_layers.__all__)
+
+
+def hardswish(input, inplace=False):  # noqa: F811
+    """x · relu6(x + 3) / 6."""
+    return _maybe_inplace(input, inplace, _layers.hardswish)
+
+
+def relu6(input, inplace=False):  # noqa: F811
+    """min(max(x, 0), 6)."""
+    return _maybe_inplace(input, inplace, _layers.relu6)
+
+
+def selu(input, inplace=False):  # noqa: F811
+    """λ elu(x, α), α ≈ 1.6733, λ ≈ 1.0507."""
+    return _maybe_inplace(input, inplace, _layers.selu)

@@ -21,3 +21,6 @@ from . import composite  # noqa: F401,E402
 from .composite import *  # noqa: F401,F403,E402
 from . import mathfns  # noqa: F401,E402
 from .mathfns import *  # noqa: F401,F403,E402
+from . import layers  # noqa: F401,E402
+from .layers import cdist, cosine_similarity, pairwise_distance  # noqa: F401,E402
+from ..linalg import logdet  # noqa: F401,E402
