@@ -24,3 +24,5 @@ from .mathfns import *  # noqa: F401,F403,E402
 from . import layers  # noqa: F401,E402
 from .layers import cdist, cosine_similarity, pairwise_distance  # noqa: F401,E402
 from ..linalg import logdet  # noqa: F401,E402
+from . import sorting  # noqa: F401,E402
+from .sorting import *  # noqa: F401,F403,E402
