@@ -170,7 +170,9 @@ class _FlowFamily(Family):
     # --- sampling
     def sample(self, num, generator, temperature=1.0, **opts):
         """(num, C, H, W) in [−1, 1] (2x − 1 of the sample in [0, 1], clipped), or (num, 2)."""
-        x = self.model.sample(num, temperature, generator=generator)
+        from ..autograd.grad_mode import no_grad
+        with no_grad():
+            x = self.model.sample(num, temperature, generator=generator)
         a = x.to("cpu").numpy() if self.config.device != "cpu" else x.numpy()
         if self.data_kind == "points":
             return a
