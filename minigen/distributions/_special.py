@@ -109,8 +109,9 @@ def digamma(t):
 
 
 def xlogy(x, y):
-    """x log y, 0 where x = 0 (also at y = 0); the log's argument is made safe there so the
-    masked branch's gradient x / y stays finite."""
+    """x log y, 0 where x = 0 = y. d/dx = log y (also at x = 0, where the log-density of a
+    Gamma/Beta with concentration 1 still depends on it), d/dy = x / y; at x = y = 0 the log's
+    argument is made 1 so both stay finite (0)."""
     from ..ops.elementwise import where
-    zero = x == 0
-    return where(zero, 0.0, x * where(zero, 1.0, y).log())
+    both_zero = (x == 0).logical_and(y == 0)
+    return x * where(both_zero, 1.0, y).log()
