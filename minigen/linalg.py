@@ -754,3 +754,6 @@ def norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):
         return matrix_norm(A, ord, (-2, -1), keepdim, dtype=dtype)
     raise RuntimeError(f"{op}: with ord={ord!r} and dim=None, A must be 1-D or 2-D, got "
                        f"shape {tuple(A.shape)}")
+
+
+Tensor.logdet = logdet  # A.logdet(), as torch.Tensor.logdet

@@ -479,3 +479,9 @@ def _torch_eigh_pos(torch, t):
     w, v = torch.linalg.eigh(t)
     k = v.detach().abs().argmax(dim=-2, keepdim=True)
     return w, v * v.detach().gather(-2, k).sign()
+
+
+def test_logdet_tensor_method_and_top_level():
+    a = mg.tensor(np.diag([2.0, 3.0]))
+    assert a.logdet().item() == pytest.approx(np.log(6.0))
+    assert mg.logdet(a).item() == pytest.approx(np.log(6.0))

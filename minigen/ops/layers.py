@@ -581,9 +581,15 @@ class CDist2(Function):
         xp = xp_of(a)
         self.a, self.b = a, b
         if use_mm:
-            sq = (a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :] - \
-                2 * (a @ b.swapaxes(-1, -2))
-            d = xp.sqrt(xp.maximum(sq, 0))
+            # one product gives d² directly: [−2a, ‖a‖², 1] · [b, 1, ‖b‖²]ᵀ (K = M + 2); the
+            # (P, R) result is then clamped and rooted in place (it is the big array)
+            one_a = xp.ones(a.shape[:-1] + (1,), dtype=a.dtype)
+            one_b = xp.ones(b.shape[:-1] + (1,), dtype=b.dtype)
+            aa = xp.concatenate([-2 * a, (a * a).sum(-1, keepdims=True), one_a], axis=-1)
+            bb = xp.concatenate([b, one_b, (b * b).sum(-1, keepdims=True)], axis=-1)
+            d = aa @ bb.swapaxes(-1, -2)
+            xp.maximum(d, 0, out=d)
+            xp.sqrt(d, out=d)
         else:
             diff = a[..., :, None, :] - b[..., None, :, :]
             d = xp.sqrt((diff * diff).sum(-1))
@@ -592,8 +598,12 @@ class CDist2(Function):
 
     def backward(self, g):
         xp = xp_of(g)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            W = xp.where(self.d > 0, g / self.d, 0)
+        d = self.d
+        if xp is np:                                   # no (P, R) temporaries beyond W
+            W = np.zeros(d.shape, dtype=np.result_type(g, d))
+            np.divide(g, d, out=W, where=d > 0)
+        else:
+            W = xp.where(d > 0, g / xp.where(d > 0, d, 1), 0)
         a, b = self.a, self.b
         ga = gb = None
         if self.needs_input_grad[0]:
