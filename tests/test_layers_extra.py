@@ -438,3 +438,52 @@ def test_against_torch():
     m.eval(), tm.eval()
     np.testing.assert_allclose(m(mg.tensor(x4)).detach().numpy(), tm(torch.tensor(x4)).detach().numpy(),
                                rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------- the CuPy path (stand-in)
+def test_cuda_path_matches_cpu_without_transfers(monkeypatch):
+    """Every op on the CuPy stand-in of fake_cupy: values and gradients as on the CPU and no
+    device→host transfer in forward + backward."""
+    import fake_cupy
+    counter = fake_cupy.install(monkeypatch)
+    rng = np.random.default_rng(13)
+    x3, x4 = rng.standard_normal((2, 4, 9)), rng.standard_normal((2, 3, 7, 9))
+    xa = _away_from(rng, (3, 8), [0.0, 6.0, -3.0, 3.0], scale=8)
+    lp, pr = np.log(rng.dirichlet(np.ones(5), size=3)), rng.dirichlet(np.ones(5), size=3)
+    c1, c2 = rng.standard_normal((30, 3)), rng.standard_normal((28, 3))
+    calls = [
+        ("conv1d", lambda x, w: F.conv1d(x, w, stride=2, padding=1), [x3, x3[:3, :, :3]]),
+        ("conv_transpose1d", lambda x, w: F.conv_transpose1d(x, w, stride=2),
+         [x3, rng.standard_normal((4, 3, 3))]),
+        ("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d(x, (3, 4)), [x4]),
+        ("unfold", lambda x: F.unfold(x, 3, padding=1, stride=2), [x4]),
+        ("instance_norm", lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+         [x4, x4[0, :, 0, 0], x4[1, :, 0, 0]]),
+        ("rms_norm", lambda x, w: F.rms_norm(x, (9,), w), [x4, x4[0, 0, 0]]),
+        ("glu", F.glu, [xa]), ("selu", F.selu, [xa]), ("relu6", F.relu6, [xa]),
+        ("hardswish", F.hardswish, [xa]), ("prelu", F.prelu, [x4, np.array([0.1, 0.2, 0.3])]),
+        ("kl_div", lambda i, t: F.kl_div(i, t, reduction="batchmean"), [lp, pr]),
+        ("smooth_l1", lambda a, b: F.smooth_l1_loss(a, b, beta=0.5), [xa, xa[::-1].copy()]),
+        ("huber", lambda a, b: F.huber_loss(a, b, delta=0.5), [xa, xa[::-1].copy()]),
+        ("cosine_similarity", lambda a, b: F.cosine_similarity(a, b), [xa, xa[::-1].copy()]),
+        ("pairwise_distance", F.pairwise_distance, [xa, xa[::-1].copy()]),
+        ("cdist mm", F.cdist, [c1, c2]), ("cdist p=1", lambda a, b: F.cdist(a, b, 1.0), [c1, c2]),
+    ]
+    for name, fn, arrays in calls:
+        cpu_leaves = [mg.tensor(a, requires_grad=True) for a in arrays]
+        cpu = fn(*cpu_leaves)
+        g = rng.standard_normal(cpu.shape)
+        cpu.backward(mg.tensor(g))
+        with mg.dispatch.use("reference"):
+            leaves = [mg.tensor(a, device="cuda", requires_grad=True) for a in arrays]
+            gdev = mg.tensor(g, device="cuda")
+            counter.reset()
+            dev = fn(*leaves)
+            dev.backward(gdev)
+        assert counter.syncs == [], f"{name}: host transfers {counter.syncs}"
+        assert isinstance(dev.data, fake_cupy.FakeArray)
+        np.testing.assert_allclose(dev.detach().data.get(), cpu.detach().numpy(), rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
+        for lv, r in zip(leaves, cpu_leaves):
+            np.testing.assert_allclose(lv.grad.data.get(), r.grad.numpy(), rtol=1e-10,
+                                       atol=1e-12, err_msg=name)

@@ -485,3 +485,44 @@ def test_logdet_tensor_method_and_top_level():
     a = mg.tensor(np.diag([2.0, 3.0]))
     assert a.logdet().item() == pytest.approx(np.log(6.0))
     assert mg.logdet(a).item() == pytest.approx(np.log(6.0))
+
+
+# --------------------------------------------------------------- the CuPy path (stand-in)
+def test_cuda_path_matches_cpu(monkeypatch):
+    """The same code on the CuPy stand-in of fake_cupy (device arrays that are not numpy's):
+    values and gradients as on the CPU, and no device→host transfer except cholesky's one
+    positive-definiteness check."""
+    import fake_cupy
+    counter = fake_cupy.install(monkeypatch)
+    rng = np.random.default_rng(12)
+    s, t = spd(rng, (2,), 3), _tri(rng, (2,), 3, True)
+    b, d, e = rng.standard_normal((2, 3, 2)), distinct_sv(rng, (2,), 4, 3), distinct_sym(
+        rng, (2,), 3)
+    calls = [("cholesky", lambda x: LA.cholesky(sym(x)), [s], 1),
+             ("solve_triangular", lambda x, y: LA.solve_triangular(x, y, upper=True), [t, b], 0),
+             ("qr", _qr_pos, [d], 0), ("svd", _svd_pos, [d], 0), ("svdvals", LA.svdvals, [d], 0),
+             ("eigh", _eigh_pos, [e], 0), ("logdet", LA.logdet, [s], 0),
+             ("vector_norm", lambda x: LA.vector_norm(x, 3, dim=-1), [d], 0),
+             ("matrix_norm inf", lambda x: LA.matrix_norm(x, float("inf")), [d], 0),
+             ("matrix_norm nuc", lambda x: LA.matrix_norm(x, "nuc"), [d], 0)]
+    for name, fn, arrays, n_sync in calls:
+        cpu_leaves = [mg.tensor(a, requires_grad=True) for a in arrays]
+        cpu = fn(*cpu_leaves)
+        cpu = cpu if isinstance(cpu, tuple) else (cpu,)
+        gs = [rng.standard_normal(o.shape) for o in cpu]
+        mg.autograd.backward(list(cpu), [mg.tensor(g) for g in gs])
+        with dispatch.use("reference"):
+            leaves = [mg.tensor(a, device="cuda", requires_grad=True) for a in arrays]
+            gdev = [mg.tensor(g, device="cuda") for g in gs]
+            counter.reset()
+            dev = fn(*leaves)
+            dev = dev if isinstance(dev, tuple) else (dev,)
+            mg.autograd.backward(list(dev), gdev)
+        assert len(counter.syncs) == n_sync, f"{name}: host transfers {counter.syncs}"
+        for o, r in zip(dev, cpu):
+            assert isinstance(o.data, fake_cupy.FakeArray)
+            np.testing.assert_allclose(o.detach().data.get(), r.detach().numpy(), rtol=1e-10,
+                                       atol=1e-12, err_msg=name)
+        for lv, r in zip(leaves, cpu_leaves):
+            np.testing.assert_allclose(lv.grad.data.get(), r.grad.numpy(), rtol=1e-10,
+                                       atol=1e-12, err_msg=name)
