@@ -43,7 +43,8 @@ def ref_conv_transpose1d(x, w, b=None, stride=1, padding=0, output_padding=0, gr
         g = i // per
         for t in range(L):
             for j in range(k):
-                y[:, g * cg:(g + 1) * cg, t * stride + j * dilation] += x[:, i, t, None] * w[i, :, j]
+                pos = t * stride + j * dilation
+                y[:, g * cg:(g + 1) * cg, pos] += x[:, i, t, None] * w[i, :, j]
     y = y[:, :, padding: full - padding]
     return y + (b[None, :, None] if b is not None else 0)
 
@@ -333,7 +334,8 @@ def test_modules():
     c = nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2)
     assert c.weight.shape == (6, 2, 3) and c.bias.shape == (6,)
     bound = 1 / np.sqrt(2 * 3)
-    assert np.abs(c.weight.detach().numpy()).max() <= bound and np.abs(c.bias.detach().numpy()).max() <= bound
+    assert np.abs(c.weight.detach().numpy()).max() <= bound
+    assert np.abs(c.bias.detach().numpy()).max() <= bound
     x = mg.randn(2, 4, 9)
     np.testing.assert_allclose(c(x).detach().numpy(), ref_conv1d(
         x.numpy(), c.weight.detach().numpy(), c.bias.detach().numpy(), 2, 1, 1, 2), rtol=1e-5,
@@ -429,14 +431,15 @@ def test_against_torch():
     both(lambda a, b: F.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist"),
          lambda a, b: torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist"), c1, c2)
     # instance-norm running statistics and the module in eval mode
-    m, tm = nn.InstanceNorm2d(3, track_running_stats=True, dtype=mg.float64), torch.nn.InstanceNorm2d(
-        3, track_running_stats=True).double()
+    m = nn.InstanceNorm2d(3, track_running_stats=True, dtype=mg.float64)
+    tm = torch.nn.InstanceNorm2d(3, track_running_stats=True).double()
     m(mg.tensor(x4))
     tm(torch.tensor(x4))
     np.testing.assert_allclose(m.running_mean.numpy(), tm.running_mean.numpy(), rtol=1e-12)
     np.testing.assert_allclose(m.running_var.numpy(), tm.running_var.numpy(), rtol=1e-12)
     m.eval(), tm.eval()
-    np.testing.assert_allclose(m(mg.tensor(x4)).detach().numpy(), tm(torch.tensor(x4)).detach().numpy(),
+    np.testing.assert_allclose(m(mg.tensor(x4)).detach().numpy(),
+                               tm(torch.tensor(x4)).detach().numpy(),
                                rtol=1e-10, atol=1e-12)
 
 
