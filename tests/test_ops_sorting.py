@@ -42,6 +42,9 @@ def test_sort_is_stable_with_ties_and_nan_is_largest():
 
 
 # ---------------------------------------------------------------------- topk
+WIDE = R.permutation(150).reshape(3, 50) / 11.0      # past the short-line path (n > 32)
+
+
 @pytest.mark.parametrize("largest", [True, False])
 @pytest.mark.parametrize("k", [1, 3, 10])
 def test_topk_against_numpy(k, largest):
@@ -49,6 +52,7 @@ def test_topk_against_numpy(k, largest):
         idx = np.argsort(-a if largest else a, axis=-1, kind="stable")[..., :k]
         return np.take_along_axis(a, idx, axis=-1), idx
     check_op(lambda t: mg.topk(t, k, largest=largest), ref, [DISTINCT])
+    check_op(lambda t: mg.topk(t, k, largest=largest), ref, [WIDE], grad=k == 3)
     # along dim 0, as a method
 
     def ref0(a):
@@ -57,18 +61,23 @@ def test_topk_against_numpy(k, largest):
     check_op(lambda t: t.topk(2, dim=0, largest=largest), ref0, [DISTINCT])
 
 
-def test_topk_unsorted_selects_the_same_set():
-    x = mg.tensor(DISTINCT)
+@pytest.mark.parametrize("arr", [DISTINCT, WIDE])
+def test_topk_unsorted_selects_the_same_set(arr):
+    x = mg.tensor(arr)
     v, i = mg.topk(x, 4, sorted=False)
-    top = np.sort(np.argsort(-DISTINCT, axis=1)[:, :4], axis=1)
+    top = np.sort(np.argsort(-arr, axis=1)[:, :4], axis=1)
     np.testing.assert_array_equal(np.sort(i.numpy(), axis=1), top)
-    np.testing.assert_array_equal(v.numpy(), np.take_along_axis(DISTINCT, i.numpy(), 1))
+    np.testing.assert_array_equal(v.numpy(), np.take_along_axis(arr, i.numpy(), 1))
 
 
 def test_topk_edges_and_errors():
     x = mg.tensor([1.0, np.nan, 3.0, 2.0], dtype=mg.float64)
     v, i = mg.topk(x, 2)
     assert np.isnan(v.numpy()[0]) and i.numpy().tolist() == [1, 2]   # NaN is the largest
+    wide = np.arange(40.0)
+    wide[7] = np.nan
+    assert mg.topk(mg.tensor(wide), 2).indices.numpy().tolist() == [7, 39]
+    assert mg.topk(mg.tensor(wide), 2, largest=False).indices.numpy().tolist() == [0, 1]
     assert mg.topk(x, 1, largest=False).indices.numpy().tolist() == [0]
     assert mg.topk(x, 0).values.shape == (0,)
     assert mg.topk(mg.tensor([2.0, 1.0, 3.0]), 3).indices.numpy().tolist() == [2, 0, 1]

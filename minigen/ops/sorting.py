@@ -74,12 +74,14 @@ class TopK(Function):
             idx = _argsort(xp, x, axis, largest) if sort else \
                 xp.broadcast_to(xp.arange(n).reshape((n,) + (1,) * (x.ndim - axis - 1)),
                                 x.shape).copy()
+        elif sort and n <= 32:      # short lines: one argsort beats partition + sort + gathers
+            idx = xp.take(_argsort(xp, x, axis, largest), xp.arange(k), axis=axis)
         elif largest:   # NaN sorts last in argpartition: the top k include the NaNs first
             idx = xp.take(xp.argpartition(x, n - k, axis=axis), xp.arange(n - k, n), axis=axis)
         else:
             idx = xp.take(xp.argpartition(x, k - 1, axis=axis), xp.arange(k), axis=axis)
         vals = xp.take_along_axis(x, idx, axis=axis)
-        if sort and 0 < k < n:
+        if sort and 0 < k < n and n > 32:
             order = _argsort(xp, vals, axis, largest)
             idx = xp.take_along_axis(idx, order, axis=axis)
             vals = xp.take_along_axis(vals, order, axis=axis)
