@@ -77,6 +77,9 @@ class FlowConfig(TrainConfig):
         "help": "auto (from the data: 2d for the toys, else image), image, small, 2d, tiny, "
                 "tiny2d"})
     out: str = field(default="runs/flow", metadata={"help": "run directory"})
+    warmup: int = field(default=100, metadata={
+        "help": "linear LR warm-up steps (Glow's couplings start at the identity; a full LR "
+                "on the first steps can push the log-scales far)"})
     temperature: float = field(default=0.7, metadata={
         "help": "temperature of the sample grids (the final grid also at 1.0)"})
     eval_samples: int = field(default=20000, metadata={
