@@ -377,7 +377,8 @@ def test_commands_train_sample_eval_on_a_toy(tmp_path, capsys):
                  "--out", run]) == 0
     assert os.path.isfile(os.path.join(run, "density.png"))
     assert main(["sample", run, "--temperature", "0.7", "--num", "200"]) == 0
-    assert os.path.isfile(os.path.join(run, "samples", "samples_T0.7_seed0.png"))
+    for f in ("samples_T0.7_seed0.png", "samples_T0.7_seed0_density.png"):
+        assert os.path.isfile(os.path.join(run, "samples", f))
     z = np.load(os.path.join(run, "samples", "samples_samples_T0.7_seed0.npz"))["arr_0"]
     assert z.shape == (200, 2)
     assert main(["eval", run, "--num-samples", "2000"]) == 0
