@@ -621,3 +621,18 @@ def test_augmented_assignment_is_in_place():
     y += x
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [4.0, 4.0])
+
+
+def test_gradcheck_refuses_a_nan_gradient():
+    """err > tol is False for NaN: a backward that produces NaN must still fail the check."""
+    from minigen.autograd import Function, gradcheck
+
+    class NaNBackward(Function):
+        def forward(self, a):            # arrays in and out
+            return a * 2.0
+
+        def backward(self, g):
+            return g * float("nan")
+
+    x = mg.tensor(np.array([0.5, -1.0]), dtype=mg.float64, requires_grad=True)
+    assert gradcheck(lambda a: NaNBackward.apply(a), [x], raise_exception=False) is False

@@ -88,7 +88,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0, raise_exceptio
             flat[k] = orig
             numeric.reshape(-1)[k] = (plus - minus) / (2 * eps)
         err = np.abs(analytic - numeric)
-        bad = err > atol + rtol * np.abs(numeric)
+        bad = ~(err <= atol + rtol * np.abs(numeric))   # NaN (0/0 in a backward) fails too
         if bad.any():
             k = np.unravel_index(int(np.argmax(err - rtol * np.abs(numeric))), t.shape)
             msg = (f"gradcheck: gradient of input {i} disagrees with central differences at "

@@ -181,12 +181,12 @@ def _run_sample(args):
         if images.ndim == 4:
             rundir.save_grid(images, png, ncol=extra.get("ncol", 8))
             written.append(png)
-        elif images.ndim == 2 and images.shape[1] == 2:     # 2-D data: a scatter plot
-            rundir.save_scatter(images, png, reference=extra.get("reference"))
-            written.append(png)
             if extra.get("trajectory") is not None:
                 rundir.save_strip(extra["trajectory"], stem + "_trajectory.png")
                 written.append(stem + "_trajectory.png")
+        elif images.ndim == 2 and images.shape[1] == 2:     # 2-D data: a scatter plot
+            rundir.save_scatter(images, png, reference=extra.get("reference"))
+            written.append(png)
         npz = os.path.join(os.path.dirname(stem), "samples_" + os.path.basename(stem) + ".npz")
         shape = rundir.save_samples_npz(images, npz)
         written.append(f"{npz} (arr_0 {'x'.join(map(str, shape))})")
