@@ -282,3 +282,11 @@ def test_reduce_on_device(device, name):
            "logsumexp": lambda a: np.log(np.exp(a).sum(-1)),
            "softmax": lambda a: np_softmax(a, 1), "prod": lambda a: a.prod(2)}[name]
     check_op(fn, ref, [x], device=device)
+
+
+def test_std_gradient_is_zero_where_std_is_zero():
+    """PyTorch's choice at σ = 0 (the composition through sqrt would give 0 · ∞ = nan)."""
+    for x, kw in ((np.array([2.0]), dict(unbiased=False)), (np.array([[3.0, 3.0]]), dict(dim=1))):
+        t = mg.tensor(x, dtype=mg.float64, requires_grad=True)
+        t.std(**kw).sum().backward()
+        np.testing.assert_array_equal(t.grad.numpy(), np.zeros_like(x))

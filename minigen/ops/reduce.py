@@ -273,10 +273,28 @@ def var(input, dim=None, unbiased=None, keepdim=False, correction=None):
     return Var.apply(input, norm_dims(dim, input.ndim, "var"), c, keepdim)
 
 
+class _StdOfVar(Function):
+    """σ = √v for a variance v; dσ/dv = 1/(2σ), taken as 0 where σ = 0 (PyTorch's choice:
+    there every x_i equals the mean, so dv/dx = 2(x − x̄)/(N − c) is 0 too, and sqrt's own
+    backward would give 0 · ∞ = nan)."""
+    saves_output = True
+
+    def forward(self, v):
+        self.out = xp_of(v).sqrt(v)
+        return self.out
+
+    def backward(self, g):
+        xp = xp_of(g)
+        out = self.out
+        return xp.where(out == 0, 0, g / (2 * xp.where(out == 0, 1, out))).astype(out.dtype,
+                                                                                  copy=False)
+
+
 @tensor_method()
 def std(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    """Standard deviation √var (``var``'s arguments); its gradient is 0 where it is 0."""
     dim, c = _var_args("std", dim, unbiased, correction)
-    return var(input, dim, None, keepdim, c).sqrt()
+    return _StdOfVar.apply(var(input, dim, None, keepdim, c))
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, correction=None):
