@@ -17,10 +17,10 @@ from .conv import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .noise_schedule import *  # noqa: F401,F403
 from .flow import *  # noqa: F401,F403
-from . import composite  # noqa: F401,E402
-from .composite import *  # noqa: F401,F403,E402
 from . import mathfns  # noqa: F401,E402
 from .mathfns import *  # noqa: F401,F403,E402
+from . import composite  # noqa: F401,E402
+from .composite import *  # noqa: F401,F403,E402
 from . import layers  # noqa: F401,E402
 from .layers import cdist, cosine_similarity, pairwise_distance  # noqa: F401,E402
 from ..linalg import logdet  # noqa: F401,E402
