@@ -21,6 +21,7 @@ from minigen.diffusion.train import TrainConfig, TrainingAnomaly, diffusion_loss
 from minigen.schedules import NoiseSchedule
 
 from idx_files import make_synthetic_mnist_dir
+from run_checks import checkpoint_values
 
 pytest.importorskip("sklearn.datasets", reason="the 8x8 digits ship with scikit-learn")
 
@@ -91,23 +92,8 @@ def test_smoke_training_loss_falls(tmp_path):
 
 
 def _state(run_dir):
-    ck = mg.load(os.path.join(run_dir, "checkpoint.safetensors"))
-    flat = {}
-
-    def walk(prefix, obj):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                walk(f"{prefix}.{k}", v)
-        elif isinstance(obj, (list, tuple)):
-            for i, v in enumerate(obj):
-                walk(f"{prefix}.{i}", v)
-        elif isinstance(obj, mg.Tensor):
-            flat[prefix] = obj.numpy()
-        else:
-            flat[prefix] = obj
-    walk("", {k: ck[k] for k in ("modules", "ema", "optimizers", "lr_schedulers", "rng", "step",
-                                 "epoch", "batch", "family")})
-    return flat
+    return checkpoint_values(run_dir, keys=("modules", "ema", "optimizers", "lr_schedulers",
+                                            "rng", "step", "epoch", "batch", "family"))
 
 
 def test_resume_is_exact(tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import minigen as mg
+from run_checks import checkpoint_values
 from minigen import flows
 from minigen.flows import layers as L
 from minigen.data import toy2d
@@ -326,25 +327,6 @@ def test_uniform_model_scores_exactly_log2_levels_bits_per_dim(tmp_path):
 
 
 # ---------------------------------------------------------------------- harness
-def _checkpoint_tensors(out):
-    ck = mg.load(os.path.join(out, "checkpoint.safetensors"))
-    flat = {}
-
-    def walk(prefix, obj):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                walk(f"{prefix}.{k}", v)
-        elif isinstance(obj, (list, tuple)):
-            for i, v in enumerate(obj):
-                walk(f"{prefix}.{i}", v)
-        elif isinstance(obj, mg.Tensor):
-            flat[prefix] = obj.numpy()
-        else:
-            flat[prefix] = obj
-    walk("", {k: v for k, v in ck.items() if k != "seconds"})
-    return flat
-
-
 @pytest.mark.parametrize("family,kw", [
     ("glow", dict(data="digits", preset="tiny", batch_size=16, limit=200)),
     ("realnvp", dict(data="moons", preset="tiny2d", batch_size=32, limit=1000)),
@@ -358,7 +340,7 @@ def test_interrupted_and_resumed_flow_run_equals_the_uninterrupted_one(tmp_path,
     fit(cls, cls.Config(**base, steps=20, out=straight), log=quiet)
     fit(cls, cls.Config(**base, steps=10, out=split), log=quiet)
     fit(cls, cls.Config(**base, steps=20, out=split), resume=True, log=quiet)
-    a, b = _checkpoint_tensors(straight), _checkpoint_tensors(split)
+    a, b = checkpoint_values(straight), checkpoint_values(split)
     assert a.keys() == b.keys() and a[".step"] == 20
     for k in a:
         if isinstance(a[k], np.ndarray):

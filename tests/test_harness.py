@@ -22,6 +22,7 @@ from minigen import nn
 from minigen.harness import Family, TrainConfig, fit, load_run
 from minigen.harness.progress import Progress
 from minigen.harness.rundir import read_loss_csv
+from run_checks import checkpoint_values
 
 pytest.importorskip("sklearn.datasets", reason="the 8x8 digits ship with scikit-learn")
 
@@ -121,25 +122,6 @@ class ToyGAN(Family):
         return F.binary_cross_entropy_with_logits(self.disc(fake), mg.ones(len(real), 1))
 
 
-def _checkpoint_tensors(out):
-    ck = mg.load(os.path.join(out, "checkpoint.safetensors"))
-    flat = {}
-
-    def walk(prefix, obj):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                walk(f"{prefix}.{k}", v)
-        elif isinstance(obj, (list, tuple)):
-            for i, v in enumerate(obj):
-                walk(f"{prefix}.{i}", v)
-        elif isinstance(obj, mg.Tensor):
-            flat[prefix] = obj.numpy()
-        else:
-            flat[prefix] = obj
-    walk("", {k: v for k, v in ck.items() if k != "seconds"})   # wall time differs, all else not
-    return flat
-
-
 FAMILY_RUNS = {
     # digits, batch 64 without drop_last: 26 batches an epoch, so 20 steps stay in epoch 0;
     # batch 128 (13 an epoch) crosses the boundary and the per-epoch evaluation
@@ -158,7 +140,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path, name
     fit(cls, cls.Config(**base, steps=20, out=straight), log=quiet)
     fit(cls, cls.Config(**base, steps=10, out=split), log=quiet)
     fit(cls, cls.Config(**base, steps=20, out=split), resume=True, log=quiet)
-    a, b = _checkpoint_tensors(straight), _checkpoint_tensors(split)
+    a, b = checkpoint_values(straight), checkpoint_values(split)
     assert a.keys() == b.keys() and a[".step"] == 20
     for k in a:
         if isinstance(a[k], np.ndarray):
@@ -317,7 +299,7 @@ def test_ctrl_c_writes_a_checkpoint_and_the_resume_is_exact(tmp_path, monkeypatc
     assert any("checkpoint saved at step 8" in s for s in said), said
     monkeypatch.undo()
     fit(DDPMFamily, DDPMConfig(**kw, steps=12, out=split), resume=True, log=quiet)
-    a, b = _checkpoint_tensors(straight), _checkpoint_tensors(split)
+    a, b = checkpoint_values(straight), checkpoint_values(split)
     for k in a:
         if isinstance(a[k], np.ndarray):
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
