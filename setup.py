@@ -280,8 +280,9 @@ setup(
         "gpu-triton": ["cupy-cuda13x", 'triton>=3.6; platform_system == "Linux"',
                        'torch; platform_system == "Linux"'],
         "viz": ["pillow"],
-        # a test oracle only (differential tests, benchmarks' twins); minigen never imports it
-        "oracle": ["torch"],
+        # a test oracle only (differential tests, benchmarks' twins); minigen never imports it.
+        # expecttest: imported by PyTorch's OpInfo database (tests/test_opinfo_torch.py)
+        "oracle": ["torch", "expecttest"],
         "data": ["mlxtend"],
     },
     entry_points={"console_scripts": ["minigen = minigen.cli:main"]},
