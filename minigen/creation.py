@@ -78,8 +78,19 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     d = _dev(device)
+    # 0-d tensor bounds are read as Python numbers: the points are computed in float64 and then
+    # cast to ``dtype`` (a float32 bound must not make numpy compute the points in float32)
+    start, end = (_scalar_bound("linspace", v) for v in (start, end))
     arr = array_module(d).linspace(start, end, steps).astype(dtypes.as_dtype(dtype))
     return _finish(arr, d, requires_grad)
+
+
+def _scalar_bound(op, v):
+    if isinstance(v, Tensor):
+        if v.ndim != 0:
+            raise RuntimeError(f"{op}: a tensor bound must be 0-d, got shape {tuple(v.shape)}")
+        return v.item()
+    return v
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):

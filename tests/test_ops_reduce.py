@@ -290,3 +290,27 @@ def test_std_gradient_is_zero_where_std_is_zero():
         t = mg.tensor(x, dtype=mg.float64, requires_grad=True)
         t.std(**kw).sum().backward()
         np.testing.assert_array_equal(t.grad.numpy(), np.zeros_like(x))
+
+
+# ------------------------------------------------------------- dtype= (found by the OpInfo run)
+@pytest.mark.parametrize("name, ref", [
+    ("cumsum", lambda a: np.cumsum(a, axis=1)),
+    ("prod", lambda a: np.prod(a, axis=1)),
+    ("softmax", lambda a: np.exp(a) / np.exp(a).sum(axis=1, keepdims=True)),
+    ("log_softmax", lambda a: a - np.log(np.exp(a).sum(axis=1, keepdims=True))),
+])
+def test_dtype_argument_casts_first(name, ref):
+    # PyTorch's dtype=: the float32 input is cast to float64 before the op, so the result is
+    # float64 and exact to float64 rounding (not a float32 result cast afterwards)
+    a32 = (normal(11, (3, 5)) * 0.5).astype(np.float32)
+    x = mg.tensor(a32, requires_grad=True)
+    out = getattr(mg, name)(x, 1, dtype=mg.float64)
+    assert out.dtype == mg.float64
+    np.testing.assert_allclose(out.data, ref(a32.astype(np.float64)), rtol=1e-13)
+    assert getattr(x, name)(1, dtype=mg.float64).dtype == mg.float64
+    out.sum().backward()
+    assert x.grad is not None and x.grad.dtype == mg.float32
+    # float64 central differences through the cast
+    from minigen.autograd import gradcheck
+    x64 = mg.tensor(normal(12, (2, 4)) * 0.5, requires_grad=True)
+    assert gradcheck(lambda t: getattr(mg, name)(t, 1, dtype=mg.float64), [x64])

@@ -326,3 +326,15 @@ def test_creation_and_transfer_on_device(device):
     assert y.grad.device == "cpu" and y.grad.tolist() == [2.0, 2.0]
     assert z.cpu().tolist() == [1.0, 2.0]
     assert np.asarray(z.detach()).tolist() == [1.0, 2.0]
+
+
+def test_linspace_tensor_bounds_in_float64():
+    # a float32 0-d bound (PyTorch's tensor overload): the points are computed in float64, not
+    # in the bound's float32 and cast afterwards (found by the OpInfo run)
+    start = mg.tensor(np.float32(-1.0))
+    end = mg.tensor(np.float32(0.7))
+    lin = mg.linspace(start, end, 50, dtype=mg.float64)
+    ref = np.linspace(-1.0, float(np.float32(0.7)), 50)
+    np.testing.assert_allclose(lin.numpy(), ref, rtol=1e-15, atol=1e-15)
+    with pytest.raises(RuntimeError, match="0-d"):
+        mg.linspace(mg.tensor([0.0, 1.0]), 1.0, 3)

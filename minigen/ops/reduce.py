@@ -231,6 +231,12 @@ class LogSoftmax(Function):
 
 
 # ---------------------------------------------------------------------- public functions
+def _cast_first(input, dtype):
+    """PyTorch's ``dtype=`` of prod / cumsum / softmax / log_softmax: the input is cast to it
+    before the op (a differentiable cast: the gradient flows back in the input's dtype)."""
+    return input if dtype is None else input.to(dtypes.as_dtype(dtype))
+
+
 @tensor_method()
 def sum(input, dim=None, keepdim=False, dtype=None):
     axes = norm_dims(dim, input.ndim, "sum")
@@ -389,7 +395,8 @@ def argmin(input, dim=None, keepdim=False):
 
 
 @tensor_method()
-def prod(input, dim=None, keepdim=False):
+def prod(input, dim=None, keepdim=False, dtype=None):
+    input = _cast_first(input, dtype)
     axis = None if dim is None else norm_dim(dim, input.ndim, "prod")
     if input.ndim == 0:
         axis = None  # a 0-d tensor accepts dim 0 / -1 and has nothing to reduce
@@ -402,7 +409,8 @@ def logsumexp(input, dim, keepdim=False):
 
 
 @tensor_method()
-def cumsum(input, dim):
+def cumsum(input, dim, dtype=None):
+    input = _cast_first(input, dtype)
     axis = norm_dim(dim, input.ndim, "cumsum")
     if input.ndim == 0:
         return Cumsum.apply(input.reshape(1), 0).reshape(())
@@ -410,12 +418,14 @@ def cumsum(input, dim):
 
 
 @tensor_method()
-def softmax(input, dim):
+def softmax(input, dim, dtype=None):
+    input = _cast_first(input, dtype)
     return Softmax.apply(input, norm_dim(dim, input.ndim, "softmax"))
 
 
 @tensor_method()
-def log_softmax(input, dim):
+def log_softmax(input, dim, dtype=None):
+    input = _cast_first(input, dtype)
     return LogSoftmax.apply(input, norm_dim(dim, input.ndim, "log_softmax"))
 
 
