@@ -249,6 +249,12 @@ def test_avg_pool2d_defaults_3d_input_and_divisor_override():
     x4 = x[None]
     check_op(lambda x: F.avg_pool2d(x, 3, 2, 1, divisor_override=4),
              lambda x: ref_avg_pool2d(x, (3, 3), (2, 2), (1, 1), False, True, 4), [x4])
+    # PyTorch takes any non-zero divisor, a negative one too (found by the OpInfo run)
+    check_op(lambda x: F.avg_pool2d(x, 3, 2, 1, divisor_override=-2),
+             lambda x: ref_avg_pool2d(x, (3, 3), (2, 2), (1, 1), False, True, -2), [x4])
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="divisor_override"):
+            F.avg_pool2d(mg.tensor(x4), 3, divisor_override=bad)
 
 
 def _all_windows_hit_input(hw, k, s, p, d, ceil_mode):

@@ -311,3 +311,18 @@ def test_indexing_on_device(device, name):
     }
     fn, ref = cases[name]
     check_op(fn, ref, [x], device=device)
+
+
+@pytest.mark.parametrize("index_shape", [(2, 0), (0,), (0, 3, 1)])
+def test_gather_empty_index_of_any_rank(index_shape):
+    # PyTorch: an empty index reads nothing whatever its rank: an empty result of its shape,
+    # in the graph with a zero gradient (minigen refused the rank; found by the OpInfo run)
+    x = mg.tensor(normal(3, (5,)), requires_grad=True)
+    idx = mg.tensor(np.zeros(index_shape, dtype=np.uint8))
+    out = mg.gather(x, 0, idx)
+    assert tuple(out.shape) == index_shape and out.dtype == mg.float64
+    (g,) = mg.autograd.grad(out, x, mg.zeros(*index_shape, dtype=mg.float64))
+    np.testing.assert_array_equal(g.data, np.zeros(5))
+    # a non-empty index of another rank is still refused
+    with pytest.raises(RuntimeError, match="dims"):
+        mg.gather(x, 0, mg.tensor(np.zeros((2, 1), dtype=np.int64)))

@@ -418,3 +418,25 @@ def test_shape_on_device(device, name):
     }
     fn, ref, arrays, gi = cases[name]
     check_op(fn, ref, arrays, device=device, grad_inputs=gi)
+
+
+@pytest.mark.parametrize("pad", [(-4, 5, 0, 0), (0, 0, 2, -4), (5, -4, -4, 3), (-1, -2, 1, 0)])
+def test_pad_replicate_negative_widths_read_the_clipped_index(pad):
+    # PyTorch's replicate with a negative width: output j of an axis reads the input at
+    # clip(j − lo, 0, n − 1) of the ORIGINAL axis, so a crop of the whole width on one side and
+    # a pad on the other repeat the remaining edge (this crashed in numpy's pad; OpInfo run)
+    x = normal(5, (2, 4, 4))
+
+    def ref(a):
+        for i in range(len(pad) // 2):
+            lo, hi = pad[2 * i], pad[2 * i + 1]
+            ax = a.ndim - 1 - i
+            n = a.shape[ax]
+            a = np.take(a, np.clip(np.arange(-lo, n + hi), 0, n - 1), axis=ax)
+        return a
+    check_op(lambda t: mg.nn.functional.pad(t, pad, mode="replicate"), ref, [x])
+
+
+def test_pad_replicate_of_an_empty_dim_is_refused():
+    with pytest.raises(ValueError, match="empty"):
+        mg.nn.functional.pad(mg.zeros(2, 0), (1, 1), mode="replicate")

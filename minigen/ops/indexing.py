@@ -169,6 +169,10 @@ def gather(input, dim, index):
             raise RuntimeError("gather: a 0-d input takes a 0-d or 1-D index")
         return gather(input.reshape(1), d, index.reshape(-1)).reshape(index.shape)
     d = norm_dim(dim, input.ndim, "gather")
+    if isinstance(index, Tensor) and index.dtype.kind in "iu" and index.numel() == 0:
+        # PyTorch: an empty index reads nothing, whatever its number of dims; the result has
+        # its shape and stays in the graph (a zero gradient to the input)
+        return input.reshape(-1)[:0].reshape(index.shape)
     _check_index("gather", input, index, d)
     if index.shape != input.shape:
         idx = index.data

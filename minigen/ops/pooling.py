@@ -197,8 +197,11 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     k, s, p, d, out = _pool_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
     require_float(input, op)
     if divisor_override is not None:
-        if not isinstance(divisor_override, numbers.Integral) or divisor_override <= 0:
-            raise ValueError(f"{op}: divisor_override must be a positive int, got "
+        # PyTorch takes any non-zero int: the window sum over divisor_override (a negative one
+        # flips the sign)
+        if not isinstance(divisor_override, numbers.Integral) or isinstance(
+                divisor_override, bool) or divisor_override == 0:
+            raise ValueError(f"{op}: divisor_override must be a non-zero int, got "
                              f"{divisor_override!r}")
         divisor = np.full(out, float(divisor_override))
     else:

@@ -225,7 +225,15 @@ class Pad(Function):
         self.widths, self.mode, self.shape = widths, mode, x.shape
         if mode == "constant":
             return xp.pad(x, widths, mode="constant", constant_values=value)
-        np_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+        if mode == "replicate":
+            # output position j of an axis reads input clip(j − lo, 0, n − 1): this also holds
+            # for negative widths (PyTorch's semantics): a crop of the whole axis on one side and
+            # padding on the other read the remaining edge (lo = −n: every position reads n − 1)
+            for axis, ((lo, hi), n) in enumerate(zip(widths, x.shape)):
+                if lo or hi:
+                    x = xp.take(x, _pad_source(xp, n, lo, hi, mode), axis=axis)
+            return x
+        np_mode = {"reflect": "reflect", "circular": "wrap"}[mode]
         self.index = None
         return xp.pad(x, widths, mode=np_mode)
 
@@ -621,8 +629,15 @@ def pad(input, pad, mode="constant", value=0.0):
         if min(lo, 0) + min(hi, 0) + n < 0:
             raise ValueError(f"pad: padding ({lo}, {hi}) of dim {d} (size {n}) gives a negative "
                              "size")
+        if mode == "replicate" and n == 0 and lo + hi > 0:
+            raise ValueError(f"pad: replicate padding of dim {d}, which is empty")
         if lo < 0 or hi < 0:
             crop[d] = builtins.slice(max(-lo, 0), n + min(hi, 0))
+    if mode == "replicate":  # signed widths: Pad's index map crops and replicates at once
+        widths = [(0, 0)] * input.ndim
+        for i in range(k):
+            widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+        return Pad.apply(input, tuple(widths), mode, value)
     if any(c != builtins.slice(None) for c in crop):
         input = input[tuple(crop)]
     widths = [(0, 0)] * input.ndim
