@@ -465,3 +465,29 @@ def test_binary_on_device(device, name):
 def test_unary_on_device(device, name):
     fn, ref, gen = UNARY[name]
     check_op(fn, ref, [gen(0, (3, 5))], device=device)
+
+
+def test_bitwise_operators_on_integers_as_pytorch():
+    # &, |, ^, ~ are bitwise on integer tensors (they were logical: 1 | 2 gave True, ~1 gave
+    # False, where PyTorch gives 3 and −2; found by the OpInfo run), logical on bools, and
+    # refused on floats, as PyTorch
+    a_np = np.array([1, 2, 12, -7, 0], dtype=np.int64)
+    b_np = np.array([4, 3, 10, 5, 0], dtype=np.int64)
+    a, b = mg.tensor(a_np), mg.tensor(b_np)
+    np.testing.assert_array_equal((a | b).data, a_np | b_np)
+    np.testing.assert_array_equal((a & b).data, a_np & b_np)
+    np.testing.assert_array_equal((a ^ b).data, a_np ^ b_np)
+    np.testing.assert_array_equal((~a).data, -a_np - 1)
+    np.testing.assert_array_equal((6 | a).data, 6 | a_np)   # __ror__
+    np.testing.assert_array_equal((6 & a).data, 6 & a_np)   # __rand__
+    np.testing.assert_array_equal((6 ^ a).data, 6 ^ a_np)   # __rxor__
+    assert (a | b).dtype == mg.int64
+    p, q = a > 1, b > 3
+    np.testing.assert_array_equal((p | q).data, (a_np > 1) | (b_np > 3))
+    np.testing.assert_array_equal((~p).data, ~(a_np > 1))
+    assert (p & q).dtype == mg.bool
+    np.testing.assert_array_equal(mg.logical_xor(a, b).data, np.logical_xor(a_np, b_np))
+    x = mg.tensor([1.0, 0.0])
+    for f in (lambda: x | x, lambda: x & 1, lambda: 1 ^ x, lambda: ~x):
+        with pytest.raises(TypeError, match="integer or bool"):
+            f()

@@ -24,7 +24,8 @@ __all__ = [
     "where",
     "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "floor", "ceil", "round", "square",
     "logical_not", "logical_and", "logical_or", "isnan", "isfinite", "log2", "exp2", "lerp",
-    "floor_divide", "remainder",
+    "floor_divide", "remainder", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor",
+    "bitwise_not",
 ]
 
 
@@ -698,9 +699,40 @@ lt = _compare("less", "lt", "__lt__")
 le = _compare("less_equal", "le", "__le__")
 gt = _compare("greater", "gt", "__gt__")
 ge = _compare("greater_equal", "ge", "__ge__")
-logical_and = _compare("logical_and", "logical_and", "__and__")
-logical_or = _compare("logical_or", "logical_or", "__or__")
-_compare("logical_xor", "logical_xor", "__xor__")
+logical_and = _compare("logical_and", "logical_and")
+logical_or = _compare("logical_or", "logical_or")
+logical_xor = _compare("logical_xor", "logical_xor")
+
+
+def _bitwise(fn_name, *names, reflected=False):
+    """&, |, ^ as PyTorch: bitwise on integer and bool tensors (on bools the same as the
+    logical op), refused on floats (PyTorch's bitwise ops take no float)."""
+    def fn(input, other):
+        a, b = (other, input) if reflected else (input, other)
+        t = a if isinstance(a, Tensor) else b
+        kinds = {x.data.dtype.kind if isinstance(x, Tensor) else
+                 ("b" if isinstance(x, builtins.bool) else "f" if isinstance(x, builtins.float)
+                  else "i") for x in (a, b)}
+        if kinds - set("biu"):
+            raise TypeError(f"{names[0]}: bitwise ops take integer or bool tensors, got "
+                            f"{t.dtype}; use logical_and / logical_or / logical_xor for a truth "
+                            "value of other dtypes")
+        if not isinstance(a, Tensor):  # a Python int on the left of a reflected op
+            a, b = as_pair(b, a, fn_name)
+            return Compare.apply(a, b, fn=fn_name)
+        a, b = as_pair(a, b, fn_name)
+        return Compare.apply(a, b, fn=fn_name)
+    fn.__name__ = names[0]
+    tensor_method(*names)(fn)
+    return fn
+
+
+bitwise_and = _bitwise("bitwise_and", "bitwise_and", "__and__")
+bitwise_or = _bitwise("bitwise_or", "bitwise_or", "__or__")
+bitwise_xor = _bitwise("bitwise_xor", "bitwise_xor", "__xor__")
+_bitwise("bitwise_and", "__rand__", reflected=True)
+_bitwise("bitwise_or", "__ror__", reflected=True)
+_bitwise("bitwise_xor", "__rxor__", reflected=True)
 
 
 class _Predicate(Function):
@@ -710,9 +742,18 @@ class _Predicate(Function):
         return getattr(xp_of(x), fn)(x)
 
 
-@tensor_method("logical_not", "__invert__")
+@tensor_method("logical_not")
 def logical_not(input):
     return _Predicate.apply(input, "logical_not")
+
+
+@tensor_method("bitwise_not", "__invert__")
+def bitwise_not(input):
+    """~x as PyTorch: bitwise NOT of an integer tensor (−x − 1), logical NOT of a bool one."""
+    if input.data.dtype.kind not in "biu":
+        raise TypeError(f"bitwise_not (~): takes integer or bool tensors, got {input.dtype}; "
+                        "use logical_not")
+    return _Predicate.apply(input, "invert")
 
 
 @tensor_method()
