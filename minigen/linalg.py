@@ -130,13 +130,41 @@ class Solve(Function):
 
 
 class LUFactor(Function):
-    differentiable = False
+    """P A = L U packed in one matrix. Backward (square A, as PyTorch): with L̄ = tril₋₁(Ḡ) and
+    Ū = triu(Ḡ) the parts of the packed gradient, dA = Pᵀ (dL U + L dU) gives
+    X = L⁻¹ P dA U⁻¹ = L⁻¹ dL + dU U⁻¹ (strictly lower + upper), so dL = L tril₋₁(X),
+    dU = triu(X) U and Ā = Pᵀ L⁻ᵀ [tril₋₁(Lᵀ L̄) + triu(Ū Uᵀ)] U⁻ᵀ."""
+    saves_inputs = False
 
     def forward(self, a):
         if a.shape[-1] == 0:
+            self.lu = None
             return a.copy(), xp_of(a).zeros(a.shape[:-1], dtype=np.int32)
         lu, piv, _ = _kernels(a).lu_factor(a)
+        self.lu, self.piv = lu, piv
         return lu, piv + 1  # PyTorch's pivots are 1-based (LAPACK)
+
+    def backward(self, g, g_piv=None):
+        if self.lu is None or g is None:
+            return None if g is None else g * 0
+        xp = xp_of(g)
+        lu, n = self.lu, self.lu.shape[-1]
+        L = xp.tril(lu, -1) + xp.eye(n, dtype=lu.dtype)
+        U = xp.triu(lu)
+        M = xp.tril(_mT(L) @ xp.tril(g, -1), -1) + xp.triu(g @ _mT(U))
+        Y = _trisolve(lu, M, upper=False, transpose=True, unit=True)      # L⁻ᵀ M
+        Y = _trisolve(lu, Y, upper=True, left=False, transpose=True)      # (·) U⁻ᵀ
+        # Pᵀ Y: P A = A[perm] with perm the row swaps k ↔ piv[k] applied in order, so
+        # (Pᵀ Y)[perm] = Y, i.e. Pᵀ Y = Y[argsort(perm)]
+        piv = self.piv.reshape(-1, n)
+        perm = xp.broadcast_to(xp.arange(n), piv.shape).copy()
+        rows = xp.arange(piv.shape[0])
+        for k in range(n):
+            pk = piv[:, k]
+            a, b = perm[rows, k].copy(), perm[rows, pk].copy()
+            perm[rows, k], perm[rows, pk] = b, a
+        inv = xp.argsort(perm, axis=-1).reshape(self.piv.shape)
+        return xp.take_along_axis(Y, inv[..., None], axis=-2)
 
 
 def slogdet(A):
@@ -193,7 +221,8 @@ def solve(A, B):
 
 def lu_factor(A, *, pivot=True):
     """(LU, pivots) as torch.linalg.lu_factor: L (unit, below the diagonal) and U packed in
-    LU, pivots int32 1-based (row i was swapped with row pivots[i] − 1). No gradient.
+    LU, pivots int32 1-based (row i was swapped with row pivots[i] − 1). Differentiable in A
+    through LU (the formula in ``LUFactor``).
     ``pivot=False`` (LU without row exchanges) is not implemented, as on PyTorch's CPU."""
     _check_square("linalg.lu_factor", A)
     if not isinstance(pivot, bool):
@@ -493,11 +522,19 @@ class SVD(Function):
         xp = _xp_of(self.s)
         m, n = self.u.shape[-2], self.vh.shape[-1]
         k = min(m, n)
-        if self.full and m != n and (gU is not None or gVh is not None):
-            raise RuntimeError("linalg.svd: the gradient with respect to U or Vh is not "
-                               "supported with full_matrices=True on a non-square matrix (the "
-                               "extra singular vectors are not unique); use "
-                               "full_matrices=False")
+        if self.full and m != n:
+            # the m − k (or n − k) extra singular vectors are not unique: a gradient through
+            # them is undefined. A zero one (the loss reads only the first k, as after
+            # U[..., :k]) is dropped, as PyTorch narrows U and Vh to k; any other is refused.
+            extra_u = gU[..., k:] if gU is not None else None
+            extra_v = gVh[..., k:, :] if gVh is not None else None
+            if any(e is not None and e.size and bool(xp.any(e != 0))
+                   for e in (extra_u, extra_v)):
+                raise RuntimeError("linalg.svd: the gradient with respect to the extra singular "
+                                   "vectors of full_matrices=True on a non-square matrix is not "
+                                   "defined (they are not unique); use full_matrices=False")
+            gU = gU[..., :k] if gU is not None else None
+            gVh = gVh[..., :k, :] if gVh is not None else None
         U, S, V = self.u[..., :k], self.s, _mT(self.vh[..., :k, :])
         inner = xp.zeros(S.shape + (k,), dtype=S.dtype)
         if gS is not None:

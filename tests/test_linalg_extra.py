@@ -303,6 +303,24 @@ def test_svd_full_matrices():
         u.sum().backward()
 
 
+@pytest.mark.parametrize("m, n", [(5, 3), (3, 5)])
+def test_svd_full_matrices_gradient_through_the_first_k_vectors(m, n):
+    # a loss that reads only the first k = min(m, n) singular vectors has a zero gradient on
+    # the extra ones: full_matrices=True then gives full_matrices=False's gradient (PyTorch
+    # narrows to k; minigen raised; found by the OpInfo run), here of the gauge-invariant U Vh
+    rng = np.random.default_rng(6)
+    a = distinct_sv(rng, (2,), m, n)
+    w = rng.standard_normal((2, m, n))
+    k = min(m, n)
+    grads = []
+    for full in (True, False):
+        t = mg.tensor(a, requires_grad=True)
+        u, s, vh = LA.svd(t, full_matrices=full)
+        ((u[..., :k] @ vh[..., :k, :]) * mg.tensor(w) + s.sum()).sum().backward()
+        grads.append(t.grad.numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------------- eigh
 def _eigh_pos(t, uplo="L"):
     w, v = LA.eigh(sym(t), UPLO=uplo)
@@ -526,3 +544,30 @@ def test_cuda_path_matches_cpu(monkeypatch):
         for lv, r in zip(leaves, cpu_leaves):
             np.testing.assert_allclose(lv.grad.data.get(), r.grad.numpy(), rtol=1e-10,
                                        atol=1e-12, err_msg=name)
+
+
+# ------------------------------------------------------- lu_factor's gradient (OpInfo run)
+def _np_lu_packed(a):
+    """Packed LU with partial pivoting (largest |a_ik| in column k), batched by a loop."""
+    a = np.array(a, dtype=np.float64)
+    flat = a.reshape(-1, *a.shape[-2:])
+    for m in flat:
+        n = m.shape[0]
+        for k in range(n):
+            p = k + int(np.argmax(np.abs(m[k:, k])))
+            m[[k, p]] = m[[p, k]]
+            m[k + 1:, k] /= m[k, k]
+            m[k + 1:, k + 1:] -= np.outer(m[k + 1:, k], m[k, k + 1:])
+    return flat.reshape(a.shape)
+
+
+@pytest.mark.parametrize("shape, seed", [((4, 4), 0), ((2, 3, 3), 1), ((1, 1), 2)])
+def test_lu_factor_gradient(shape, seed):
+    # LU was cut from the graph (no gradient; PyTorch differentiates it): now
+    # Ā = Pᵀ L⁻ᵀ [tril₋₁(Lᵀ L̄) + triu(Ū Uᵀ)] U⁻ᵀ, checked by float64 central differences
+    # (random matrices: the pivots' order does not change under the finite-difference steps)
+    a = np.random.default_rng(seed).standard_normal(shape)
+    check_op(lambda t: mg.linalg.lu_factor(t)[0], _np_lu_packed, [a])
+    A = mg.tensor(a, requires_grad=True)
+    lu, piv = mg.linalg.lu_factor(A)
+    assert lu.requires_grad and not piv.requires_grad
