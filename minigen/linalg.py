@@ -754,7 +754,10 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
         return vector_norm(A, 2, dim=(r, c), keepdim=keepdim)
     if ord in ("nuc", 2, -2):
         s = svdvals(A.movedim((r, c), (-2, -1)))
-        out = s.sum(-1) if ord == "nuc" else (s[..., 0] if ord == 2 else s[..., -1])
+        # amax / amin, not s[..., 0] / s[..., -1]: where singular values tie (a multiple of an
+        # orthogonal matrix, the zero matrix) the gradient is shared evenly among the tied
+        # ones, PyTorch's subgradient (the first one alone is another subgradient)
+        out = s.sum(-1) if ord == "nuc" else (s.amax(-1) if ord == 2 else s.amin(-1))
     elif ord in (1, -1, inf, -inf):
         over, then = (r, c) if ord in (1, -1) else (c, r)     # sum |a| over rows → per column
         sums = vector_norm(A, 1, dim=over, keepdim=True)

@@ -571,3 +571,16 @@ def test_lu_factor_gradient(shape, seed):
     A = mg.tensor(a, requires_grad=True)
     lu, piv = mg.linalg.lu_factor(A)
     assert lu.requires_grad and not piv.requires_grad
+
+
+@pytest.mark.parametrize("ord", [2, -2])
+def test_spectral_norm_subgradient_shared_among_tied_singular_values(ord):
+    # A = 3·I has four equal singular values: PyTorch's subgradient (amax / amin of the
+    # singular values) shares the gradient evenly, (1/4) Σ u_i v_iᵀ = I/4, where taking the
+    # first (last) singular value gave u_1 v_1ᵀ (found by the OpInfo run)
+    for norm in (LA.matrix_norm, LA.norm):
+        A = mg.tensor(3.0 * np.eye(4), requires_grad=True)
+        out = norm(A, ord)
+        assert float(out.item()) == pytest.approx(3.0)
+        out.backward()
+        np.testing.assert_allclose(A.grad.numpy(), np.eye(4) / 4, atol=1e-14)

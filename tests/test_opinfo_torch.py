@@ -16,10 +16,13 @@ RuntimeError) whose message names the option; a sample of a listed option that m
 accepts fails the test too, so the table cannot go stale.
 
 PyTorch is a test-only oracle: the file is skipped without it (and without ``expecttest``,
-which PyTorch's test database imports). Each op runs at most ``MAX_SAMPLES`` samples (the first
-ones: OpInfos list their edge cases, empty and 0-d inputs, among them).
+which PyTorch's test database imports). Each op runs at most ``MAX_SAMPLES`` samples spread over its
+list, and beside them up to half as many of its samples with an empty or a 0-d tensor
+(``_select``); MINIGEN_OPINFO_SAMPLES=0 lifts the cap.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -30,7 +33,9 @@ cmi = pytest.importorskip("torch.testing._internal.common_methods_invocations")
 
 import opinfo_adapter as A  # noqa: E402
 
-MAX_SAMPLES = 40
+# 40 samples of each OpInfo (and up to 20 empty / 0-d ones) keep the file under a minute;
+# MINIGEN_OPINFO_SAMPLES=0 runs them all
+MAX_SAMPLES = int(os.environ.get("MINIGEN_OPINFO_SAMPLES", "40")) or None
 _ERRORS = (TypeError, ValueError, NotImplementedError, RuntimeError, AttributeError)
 
 
@@ -105,6 +110,38 @@ UNSUPPORTED = [
 ]
 
 
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from _tensors(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _tensors(o)
+
+
+def _edge(s):
+    """The sample has an empty or a 0-d tensor."""
+    return any(t.numel() == 0 or t.ndim == 0
+               for t in _tensors([s.input, list(s.args), s.kwargs]))
+
+
+def _spread(items, n):
+    if n is None or len(items) <= n:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def _select(samples):
+    """At most MAX_SAMPLES samples spread over the OpInfo's list, and beside them up to half as
+    many of its empty / 0-d ones (spread too), in their order."""
+    keep = {id(s) for s in _spread(samples, MAX_SAMPLES)}
+    extra = None if MAX_SAMPLES is None else MAX_SAMPLES // 2
+    keep |= {id(s) for s in _spread([s for s in samples if _edge(s)], extra)}
+    return [s for s in samples if id(s) in keep]
+
+
 def _key(o):
     return o.name + (":" + o.variant_test_name if o.variant_test_name else "")
 
@@ -143,7 +180,7 @@ def run_opinfo(o):
     call = A.minigen_call(o, A.resolve(o))
     key = _key(o)
     grad = o.supports_autograd and dt.is_floating_point
-    samples = list(o.sample_inputs("cpu", dt, requires_grad=grad))[:MAX_SAMPLES]
+    samples = _select(list(o.sample_inputs("cpu", dt, requires_grad=grad)))
     rng = np.random.default_rng(0)
     compared = agreed = refused = 0
     failures = []

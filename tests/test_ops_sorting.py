@@ -372,3 +372,25 @@ def test_against_torch():
         yt.backward(torch.from_numpy(g))
         np.testing.assert_allclose(ym.detach().numpy(), yt.detach().numpy(), rtol=1e-13)
         np.testing.assert_allclose(tm.grad.numpy(), tt.grad.numpy(), rtol=1e-12, atol=1e-300)
+
+
+# ------------------------------------------------ empty inputs (found by the OpInfo run)
+def test_searchsorted_batched_empty():
+    # (0, 0) boundaries and values: reshape(-1, 0) of 0 elements has no inferable size
+    seq, vals = mg.zeros(0, 0, dtype=mg.float64), mg.zeros(0, 0, dtype=mg.float64)
+    out = mg.searchsorted(seq, vals, right=True)
+    assert tuple(out.shape) == (0, 0) and out.dtype == mg.int64
+    out = mg.searchsorted(mg.zeros(3, 0, dtype=mg.float64), mg.ones(3, 2, dtype=mg.float64))
+    np.testing.assert_array_equal(out.data, np.zeros((3, 2), dtype=np.int64))
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2])
+def test_unique_dim_of_an_input_with_a_zero_size_dim(dim):
+    x = np.zeros((5, 0, 4))
+    # numpy's unique over an axis is the reference for the shapes of the result
+    ref, inv, cnt = np.unique(x, axis=dim, return_inverse=True, return_counts=True)
+    keys, inverse, counts = mg.unique(mg.tensor(x), dim=dim, return_inverse=True,
+                                      return_counts=True)
+    assert tuple(keys.shape) == ref.shape
+    np.testing.assert_array_equal(inverse.data, inv.reshape(-1))
+    np.testing.assert_array_equal(counts.data, cnt)

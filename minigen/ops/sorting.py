@@ -194,8 +194,9 @@ def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=N
         raise RuntimeError(f"searchsorted: boundaries of shape {tuple(seq.shape)} need values "
                            f"with the same leading dims, got {tuple(vals.shape)}")
     lead = seq.shape[:-1]
-    out = _SearchSorted.apply(seq.reshape(-1, seq.shape[-1]),
-                              vals.reshape(-1, vals.shape[-1]), side_s, out_dtype)
+    rows = int(np.prod(lead))  # not -1: a 0-element (0, 0) input has no inferable size
+    out = _SearchSorted.apply(seq.reshape(rows, seq.shape[-1]),
+                              vals.reshape(rows, vals.shape[-1]), side_s, out_dtype)
     return out.reshape(*lead, vals.shape[-1])
 
 
@@ -219,16 +220,17 @@ class _Unique(Function):
             new[1:] = s[1:] != s[:-1]
             keys = s[new]
         else:
-            lines = xp.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+            rest = list(x.shape)
+            del rest[axis]
+            # explicit sizes, not -1: an input with a zero-size dim has no inferable one
+            lines = xp.moveaxis(x, axis, 0).reshape(x.shape[axis], int(np.prod(rest)))
             # lexicographic order of the slices: lexsort's last key is the primary one
             perm = xp.lexsort(lines.T[::-1]) if lines.shape[1] else xp.arange(lines.shape[0])
             s = lines[perm]
             new = xp.ones(s.shape[0], dtype=bool)
             if s.shape[0] > 1:
                 new[1:] = (s[1:] != s[:-1]).any(axis=1)
-            rest = list(x.shape)
-            del rest[axis]
-            keys = xp.moveaxis(s[new].reshape((-1,) + tuple(rest)), 0, axis)
+            keys = xp.moveaxis(s[new].reshape((int(new.sum()),) + tuple(rest)), 0, axis)
         group = xp.cumsum(new) - 1
         inverse = xp.empty(perm.shape, dtype=xp.int64)
         inverse[perm] = group
