@@ -41,11 +41,17 @@ def _gemm():
     return _native_matmul
 
 
+# Below this many multiply-adds per matrix (m·k·n; 16³) numpy's matmul is used: the native
+# wrapper's argument checks cost ~10 µs a call, numpy's 4×4 product ~1.6 µs in all.
+SMALL_GEMM = 4096
+
+
 def _mm(a, b):
     """a @ b for arrays of at least 2 dimensions: the native GEMM for numpy float32/float64
-    operands of one dtype, else the backend's matmul."""
+    operands of one dtype (past SMALL_GEMM multiply-adds), else the backend's matmul."""
     if type(a) is np.ndarray and type(b) is np.ndarray and a.dtype == b.dtype and \
-            a.dtype.name in _FLOATS and a.dtype.isnative and a.ndim >= 2 and b.ndim >= 2:
+            a.dtype.name in _FLOATS and a.dtype.isnative and a.ndim >= 2 and b.ndim >= 2 and \
+            a.shape[-2] * a.shape[-1] * b.shape[-1] > SMALL_GEMM:
         fn = _gemm()
         if fn:
             return fn(a, b)
