@@ -281,8 +281,10 @@ setup(
                        'torch; platform_system == "Linux"'],
         "viz": ["pillow"],
         # a test oracle only (differential tests, benchmarks' twins); minigen never imports it.
-        # expecttest: imported by PyTorch's OpInfo database (tests/test_opinfo_torch.py)
-        "oracle": ["torch", "expecttest"],
+        # expecttest: imported by PyTorch's OpInfo database (tests/test_opinfo_torch.py).
+        # Pinned to the CPU build these machines install offline (an unpinned torch may resolve
+        # to a newer CUDA build and its multi-GB dependencies).
+        "oracle": ["torch==2.13.0", "expecttest"],
         "data": ["mlxtend"],
     },
     entry_points={"console_scripts": ["minigen = minigen.cli:main"]},
