@@ -49,9 +49,10 @@ SMALL_GEMM = 4096
 def _mm(a, b):
     """a @ b for arrays of at least 2 dimensions: the native GEMM for numpy float32/float64
     operands of one dtype (past SMALL_GEMM multiply-adds), else the backend's matmul."""
-    if type(a) is np.ndarray and type(b) is np.ndarray and a.dtype == b.dtype and \
-            a.dtype.name in _FLOATS and a.dtype.isnative and a.ndim >= 2 and b.ndim >= 2 and \
-            a.shape[-2] * a.shape[-1] * b.shape[-1] > SMALL_GEMM:
+    # (the size test first: it is the cheap one, and dtype.name is slow in numpy 2)
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim >= 2 and b.ndim >= 2 and \
+            a.shape[-2] * a.shape[-1] * b.shape[-1] > SMALL_GEMM and a.dtype == b.dtype and \
+            a.dtype.name in _FLOATS and a.dtype.isnative:
         fn = _gemm()
         if fn:
             return fn(a, b)
