@@ -628,22 +628,6 @@ def _sample_log_prob_on_cuda(counter, dev):
             Normal(c(LOC), c(-SCALE))
 
 
-def test_private_special_function_stand_ins():
-    """The package's own lgamma/digamma (used when minigen lacks them) and trigamma (the Gamma
-    gradient's), against math.lgamma and its differences; gradients by central differences."""
-    from minigen.distributions import _special as S
-    x = np.concatenate([np.logspace(-3, 2.5, 40), [0.5, 1.0, 2.0, 7.3]])
-    np.testing.assert_allclose(S.lgamma_array(x), lgamma_np(x), rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(S.digamma_array(x), digamma_np(x), rtol=1e-7, atol=1e-9)
-    h = 1e-4 * x
-    np.testing.assert_allclose(S.trigamma_array(x), (S.digamma_array(x + h) -
-                                                     S.digamma_array(x - h)) / (2 * h),
-                               rtol=1e-6)
-    check_op(lambda t: S._Lgamma.apply(t), lgamma_np, [x[5:30]], float32=False)
-    check_op(lambda t: S._Digamma.apply(t), digamma_np, [x[5:30]], float32=False,
-             atol=1e-8, rtol=1e-7)
-
-
 # ------------------------------------------------------------------ against torch.distributions
 hyp = pytest.importorskip("hypothesis")
 from hypothesis import given, strategies as st  # noqa: E402
