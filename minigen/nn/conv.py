@@ -29,6 +29,10 @@ def _pair(v):
 
 
 class _ConvNd(Module):
+    """The shared constructor of the conv layers; ``_ntuple`` turns an int or sequence into one
+    value per spatial dim (pairs here; Conv1d/ConvTranspose1d in ``layers.py`` use 1-tuples)."""
+    _ntuple = staticmethod(_pair)
+
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
                  groups, bias, padding_mode, transposed, output_padding=0, device=None,
                  dtype=None):
@@ -49,14 +53,14 @@ class _ConvNd(Module):
             if padding not in ("same", "valid"):
                 raise ValueError(f"{name}: padding must be 'same', 'valid', an int or a pair, "
                                  f"got {padding!r}")
-            if padding == "same" and _pair(stride) != (1, 1):
+            if padding == "same" and any(v != 1 for v in self._ntuple(stride)):
                 raise ValueError(f"{name}: padding='same' is not supported for strided "
                                  "convolutions")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
-        self.dilation, self.groups = _pair(dilation), int(groups)
-        self.output_padding = _pair(output_padding)
+        self.kernel_size, self.stride = self._ntuple(kernel_size), self._ntuple(stride)
+        self.padding = padding if isinstance(padding, str) else self._ntuple(padding)
+        self.dilation, self.groups = self._ntuple(dilation), int(groups)
+        self.output_padding = self._ntuple(output_padding)
         self.transposed, self.padding_mode = transposed, padding_mode
         shape = ((in_channels, out_channels // groups) if transposed
                  else (out_channels, in_channels // groups)) + self.kernel_size
@@ -77,11 +81,11 @@ class _ConvNd(Module):
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
-        if self.padding not in ((0, 0), "valid"):
+        if self.padding != "valid" and any(self.padding):
             s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
+        if any(v != 1 for v in self.dilation):
             s += f", dilation={self.dilation}"
-        if self.output_padding != (0, 0):
+        if any(self.output_padding):
             s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"

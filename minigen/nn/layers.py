@@ -5,12 +5,11 @@ RMSNorm, GLU, SELU, ReLU6, Hardswish, PReLU (slopes initialised to 0.25), Unfold
 SmoothL1Loss, HuberLoss, CosineSimilarity, PairwiseDistance."""
 from __future__ import annotations
 
-import math
 import numbers
 
 from .. import creation
 from . import functional as F
-from . import init
+from .conv import _ConvNd
 from .module import Module
 from .parameter import Parameter
 
@@ -25,45 +24,9 @@ def _one(v):
     return int(v)
 
 
-class _Conv1dBase(Module):
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                 groups, bias, transposed, output_padding=0, device=None, dtype=None):
-        super().__init__()
-        name = type(self).__name__
-        if groups <= 0 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels "
-                             f"({out_channels}) must be divisible by groups ({groups})")
-        if isinstance(padding, str):
-            if transposed or padding not in ("same", "valid"):
-                raise ValueError(f"{name}: padding must be an int (or 'same'/'valid' for "
-                                 f"Conv1d), got {padding!r}")
-            if padding == "same" and _one(stride) != 1:
-                raise ValueError(f"{name}: padding='same' is not supported for strided "
-                                 "convolutions")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride = (_one(kernel_size),), (_one(stride),)
-        self.padding = padding if isinstance(padding, str) else (_one(padding),)
-        self.dilation, self.groups = (_one(dilation),), int(groups)
-        self.output_padding = (_one(output_padding),)
-        shape = ((in_channels, out_channels // groups) if transposed
-                 else (out_channels, in_channels // groups)) + self.kernel_size
-        self.weight = Parameter(creation.empty(*shape, dtype=dtype, device=device))
-        if bias:
-            self.bias = Parameter(creation.empty(out_channels, dtype=dtype, device=device))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self, generator=None):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            init.uniform_(self.bias, -bound, bound, generator=generator)
-
-    def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
+class _Conv1dBase(_ConvNd):
+    """conv.py's constructor, initialisation and repr with one spatial dim."""
+    _ntuple = staticmethod(lambda v: (_one(v),))
 
 
 class Conv1d(_Conv1dBase):
@@ -73,7 +36,7 @@ class Conv1d(_Conv1dBase):
             raise ValueError(f"Conv1d: only padding_mode='zeros' is supported, got "
                              f"{padding_mode!r}")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, False, device=device, dtype=dtype)
+                         groups, bias, "zeros", False, device=device, dtype=dtype)
 
     def forward(self, x):
         p = self.padding if isinstance(self.padding, str) else self.padding[0]
@@ -88,8 +51,11 @@ class ConvTranspose1d(_Conv1dBase):
         if padding_mode != "zeros":
             raise ValueError(f"ConvTranspose1d: only padding_mode='zeros' is supported, got "
                              f"{padding_mode!r}")
+        if isinstance(padding, str):
+            raise ValueError(f"ConvTranspose1d: padding must be an int, got {padding!r}")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, True, output_padding, device=device, dtype=dtype)
+                         groups, bias, "zeros", True, output_padding, device=device,
+                         dtype=dtype)
 
     def forward(self, x):
         return F.conv_transpose1d(x, self.weight, self.bias, self.stride[0], self.padding[0],
